@@ -1,0 +1,302 @@
+"""The engine: featurise -> text -> models -> rules -> policy, for one order or a batch.
+
+The engine owns no state of its own. Its collaborators are injected (see
+``detector.wiring``) and described here as protocols, so ``features``, ``models`` and
+``rules`` never import ``detector``:
+
+- a featuriser reads entity state for each order, then records the order (idempotent
+  per order id), and returns plain dicts keyed by the feature schema;
+- a text stage (optional) reads the free text and returns text features, labels and
+  spans;
+- a risk model scores the numeric matrix in one vectorised call;
+- a ruleset holder hands out the current compiled ruleset (hot reload swaps it);
+- the policy turns scores and rule hits into the action and its reasons.
+
+The stream calls :meth:`Engine.decide_batch`; checkout calls :meth:`Engine.decide`,
+which is the same code with a batch of one.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from contracts import (
+    Decision,
+    Degradation,
+    FeatureSchema,
+    Label,
+    Order,
+    RiskwireError,
+    SignalUnavailable,
+    Versions,
+)
+from contracts.events import FeatureContribution, RuleHit, TextSpan
+from detector import __version__
+from detector.metrics import Metrics
+from detector.policy import Policy, PolicyInput
+
+__all__ = [
+    "DECISION_NAMESPACE",
+    "Engine",
+    "Featurizer",
+    "ModelScores",
+    "RiskModel",
+    "RulesOutcome",
+    "Ruleset",
+    "RulesetSource",
+    "TextResult",
+    "TextStage",
+    "decision_id_for",
+]
+
+#: uuid5 namespace for decision ids: the same order and revision give the same id.
+DECISION_NAMESPACE = uuid.UUID("5b0c7f52-0f8e-4a43-9b8e-2f3d9a1c6e11")
+
+
+def decision_id_for(subject_id: str, revision: int) -> str:
+    return str(uuid.uuid5(DECISION_NAMESPACE, f"{subject_id}#{revision}"))
+
+
+@runtime_checkable
+class Featurizer(Protocol):
+    schema: FeatureSchema
+    version: str
+
+    def featurize(self, orders: Sequence[Order]) -> list[dict[str, Any]]:
+        """Features per order in input order; records each order once in state."""
+        ...
+
+    def apply_labels(self, labels: Sequence[Label]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TextResult:
+    features: dict[str, float] = field(default_factory=dict)
+    labels: dict[str, float] = field(default_factory=dict)
+    spans: tuple[TextSpan, ...] = ()
+    degraded: tuple[Degradation, ...] = ()
+    #: 0..1 risk the text alone carries; it can only raise the final score.
+    risk: float = 0.0
+    prompt_version: str | None = None
+
+
+class TextStage(Protocol):
+    schema: FeatureSchema
+
+    def analyze(self, orders: Sequence[Order], *, budget_s: float) -> list[TextResult]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ModelScores:
+    """What a risk model returns for a batch of rows."""
+
+    #: 0..100, higher = riskier; its meaning is documented by the model.
+    risk: np.ndarray
+    #: Per-signal raw scores (e.g. "anomaly", "supervised"), one array each.
+    signals: Mapping[str, np.ndarray]
+    #: Top contributions per row: (feature, contribution), largest |contribution| first.
+    contributions: list[list[tuple[str, float]]]
+    kind: str
+
+
+class RiskModel(Protocol):
+    version: str
+    kind: str
+    feature_names: tuple[str, ...]
+
+    def score(self, X: np.ndarray, *, explain: int = 5) -> ModelScores: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RulesOutcome:
+    hits: tuple[RuleHit, ...]
+    #: Analyst-readable reason detail per hit rule id.
+    details: Mapping[str, str] = field(default_factory=dict)
+
+
+class Ruleset(Protocol):
+    version: str
+
+    def evaluate(self, attributes: Mapping[str, Any]) -> RulesOutcome: ...
+
+
+class RulesetSource(Protocol):
+    """Hands out the current ruleset; hot reload swaps what ``current`` returns."""
+
+    @property
+    def current(self) -> Ruleset: ...
+
+
+class Engine:
+    """Composes the stages into Decisions; safe to share between threads."""
+
+    def __init__(
+        self,
+        *,
+        featurizer: Featurizer,
+        model: RiskModel,
+        rules: RulesetSource,
+        policy: Policy,
+        metrics: Metrics,
+        text: TextStage | None = None,
+        explain: int = 5,
+        text_budget_s: Mapping[str, float] | None = None,
+    ) -> None:
+        self._featurizer = featurizer
+        self._model = model
+        self._rules = rules
+        self._policy = policy
+        self._metrics = metrics
+        self._text = text
+        self._explain = explain
+        self._text_budget = dict(text_budget_s or {"sync": 0.0, "stream": 0.0})
+        self._feature_names = model.feature_names
+
+    @property
+    def model(self) -> RiskModel:
+        return self._model
+
+    @property
+    def ruleset_version(self) -> str:
+        return self._rules.current.version
+
+    def swap_model(self, model: RiskModel) -> None:
+        """Atomically replace the model; in-flight batches keep the one they started with."""
+        self._model = model
+        self._feature_names = model.feature_names
+
+    def decide(self, order: Order, *, path: str = "sync") -> Decision:
+        return self.decide_batch([order], path=path)[0]
+
+    def decide_batch(self, orders: Sequence[Order], *, path: str = "stream") -> list[Decision]:
+        if not orders:
+            return []
+        started = time.perf_counter()
+        # One model and one ruleset per batch: no decision mixes two versions.
+        model, ruleset = self._model, self._rules.current
+        feature_names = model.feature_names
+        stage = self._metrics.stage_timer
+
+        with stage("features"):
+            rows = self._featurizer.featurize(orders)
+
+        texts: list[TextResult] = [TextResult()] * len(orders)
+        if self._text is not None:
+            with stage("text"):
+                try:
+                    texts = self._text.analyze(orders, budget_s=self._text_budget.get(path, 0.0))
+                except SignalUnavailable as exc:
+                    texts = [TextResult(degraded=(Degradation(signal=exc.signal, reason=exc.reason),))] * len(orders)
+            for row, text in zip(rows, texts, strict=True):
+                row.update(text.features)
+                row["text_labels"] = sorted(text.labels)
+
+        degraded_model: Degradation | None = None
+        with stage("models"):
+            try:
+                X = _matrix(rows, feature_names)
+                scores: ModelScores | None = model.score(X, explain=self._explain)
+            except RiskwireError as exc:
+                self._metrics.model_errors.labels(model="primary").inc()
+                degraded_model = Degradation(signal="model", reason=str(exc)[:200])
+                scores = None
+
+        decisions: list[Decision] = []
+        with stage("rules"):
+            outcomes = []
+            for i, row in enumerate(rows):
+                attrs = row
+                if scores is not None:
+                    attrs["model_score"] = float(scores.risk[i])
+                    for name, values in scores.signals.items():
+                        attrs[f"{name}_score"] = float(values[i])
+                outcomes.append(ruleset.evaluate(attrs))
+
+        decided_at = datetime.now(UTC)
+        per_order_ms = (time.perf_counter() - started) * 1000.0 / len(orders)
+        versions = Versions(
+            engine=__version__,
+            features=self._featurizer.version,
+            model=model.version,
+            ruleset=ruleset.version,
+            prompt=next((t.prompt_version for t in texts if t.prompt_version), None),
+        )
+        for i, order in enumerate(orders):
+            text = texts[i]
+            degraded = list(text.degraded)
+            if degraded_model is not None:
+                degraded.append(degraded_model)
+            contributions = (
+                [
+                    FeatureContribution(feature=f, value=_jsonable(rows[i].get(f)), contribution=round(c, 6))
+                    for f, c in scores.contributions[i]
+                ]
+                if scores is not None
+                else []
+            )
+            verdict = self._policy.decide(
+                PolicyInput(
+                    model_risk=None if scores is None else float(scores.risk[i]),
+                    text_risk=text.risk,
+                    text_labels=text.labels,
+                    text_spans=text.spans,
+                    rule_hits=outcomes[i].hits,
+                    rule_details=outcomes[i].details,
+                    contributions=contributions,
+                    features=rows[i],
+                )
+            )
+            signals = {} if scores is None else {k: round(float(v[i]), 6) for k, v in scores.signals.items()}
+            decisions.append(
+                Decision(
+                    decision_id=decision_id_for(order.order_id, 1),
+                    order_id=order.order_id,
+                    event_time=order.created_at,
+                    decided_at=decided_at,
+                    score=verdict.score,
+                    action=verdict.action,
+                    reasons=verdict.reasons,
+                    signals=signals,
+                    text_labels={k: round(v, 4) for k, v in text.labels.items()},
+                    text_spans=list(text.spans),
+                    contributions=contributions,
+                    rule_hits=list(outcomes[i].hits),
+                    model_kind=scores.kind if scores is not None else "none",
+                    versions=versions,
+                    latency_ms=round(per_order_ms, 3),
+                    degraded=degraded,
+                )
+            )
+        self._metrics.observe_decisions(decisions, path=path, seconds=time.perf_counter() - started)
+        return decisions
+
+    def apply_labels(self, labels: Sequence[Label]) -> None:
+        self._featurizer.apply_labels(labels)
+
+
+def _matrix(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> np.ndarray:
+    """Numeric matrix in the model's column order; missing values become NaN."""
+    X = np.full((len(rows), len(names)), np.nan, dtype=np.float64)
+    for i, row in enumerate(rows):
+        for j, name in enumerate(names):
+            value = row.get(name)
+            if value is None:
+                continue
+            X[i, j] = float(value)
+    return X
+
+
+def _jsonable(value: Any) -> float | str | bool | None:
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int | float | np.floating | np.integer):
+        v = float(value)
+        return None if v != v else round(v, 6)
+    return str(value)[:64]

@@ -1,0 +1,117 @@
+"""One settings object, read once at the entry points and passed down as plain values.
+
+Environment variables use the prefix ``RISKWIRE_`` and ``__`` between sections, e.g.
+``RISKWIRE_KAFKA__BOOTSTRAP_SERVERS=broker:9092`` or ``RISKWIRE_LLM__BASE_URL=...``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = [
+    "ApiSettings",
+    "KafkaSettings",
+    "LlmSettings",
+    "ModelSettings",
+    "PolicySettings",
+    "RulesSettings",
+    "Settings",
+    "StateSettings",
+    "StoreSettings",
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class KafkaSettings(_Section):
+    #: Empty means "use the embedded broker that the CLI starts".
+    bootstrap_servers: str = ""
+    orders_topic: str = "orders"
+    returns_topic: str = "returns"
+    labels_topic: str = "labels"
+    decisions_topic: str = "risk-decisions"
+    dlq_topic: str = "orders-dlq"
+    group_id: str = "riskwire"
+    max_poll_records: int = 500
+    poll_timeout_ms: int = 200
+    #: Short timeouts suit the embedded broker, which holds a group join for
+    #: session_timeout/2 (stack.md); production raises them.
+    session_timeout_ms: int = 3000
+    heartbeat_interval_ms: int = 500
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    topic_partitions: int = 4
+    produce_timeout_s: float = 30.0
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    max_body_bytes: int = 256 * 1024
+    #: Checkout tokens: may call /v1/score and nothing else. Empty disables the check.
+    score_tokens: tuple[SecretStr, ...] = ()
+    session_secret: SecretStr = SecretStr("change-me-riskwire-dev-secret")
+
+
+class StateSettings(_Section):
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "rw"
+    #: Out-of-order events within this many seconds still count in their windows.
+    allowed_lateness_s: int = 3600
+    label_delay_s: int = 7 * 86400
+
+
+class StoreSettings(_Section):
+    database_url: str = "sqlite:///.riskwire/riskwire.db"
+
+
+class LlmSettings(_Section):
+    enabled: bool = False
+    #: Empty with ``enabled`` means "start the local llama.cpp server".
+    base_url: str = ""
+    model: str = "smollm2-135m-instruct"
+    api_key: SecretStr = SecretStr("sk-local")
+    timeout_s: float = 2.0
+    stream_budget_s: float = 2.0
+    sync_budget_s: float = 0.0
+    max_concurrency: int = 2
+    redact: bool = True
+
+
+class ModelSettings(_Section):
+    registry_dir: Path = Path(".riskwire/models")
+    min_labels_for_supervised: int = 200
+
+
+class RulesSettings(_Section):
+    #: Empty means the default e-commerce ruleset that ships with riskwire.
+    ruleset_path: Path | None = None
+    lists_dir: Path | None = None
+
+
+class PolicySettings(_Section):
+    review_at: int = Field(default=70, ge=0, le=100)
+    decline_at: int = Field(default=95, ge=0, le=100)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RISKWIRE_", env_nested_delimiter="__", frozen=True, extra="ignore"
+    )
+
+    data_dir: Path = Path(".riskwire")
+    kafka: KafkaSettings = KafkaSettings()
+    api: ApiSettings = ApiSettings()
+    state: StateSettings = StateSettings()
+    store: StoreSettings = StoreSettings()
+    llm: LlmSettings = LlmSettings()
+    models: ModelSettings = ModelSettings()
+    rules: RulesSettings = RulesSettings()
+    policy: PolicySettings = PolicySettings()
