@@ -21,7 +21,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -31,19 +30,22 @@ from contracts import (
     Decision,
     Degradation,
     FeatureSchema,
+    FeatureSpec,
     Label,
     Order,
     RiskwireError,
     SignalUnavailable,
     Versions,
 )
-from contracts.events import FeatureContribution, RuleHit, TextSpan
+from contracts.events import FeatureContribution
+from contracts.results import ModelScores, RulesOutcome, TextResult
 from detector import __version__
 from detector.metrics import Metrics
 from detector.policy import Policy, PolicyInput
 
 __all__ = [
     "DECISION_NAMESPACE",
+    "ENGINE_ATTRIBUTES",
     "Engine",
     "Featurizer",
     "ModelScores",
@@ -76,34 +78,10 @@ class Featurizer(Protocol):
     def apply_labels(self, labels: Sequence[Label]) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class TextResult:
-    features: dict[str, float] = field(default_factory=dict)
-    labels: dict[str, float] = field(default_factory=dict)
-    spans: tuple[TextSpan, ...] = ()
-    degraded: tuple[Degradation, ...] = ()
-    #: 0..1 risk the text alone carries; it can only raise the final score.
-    risk: float = 0.0
-    prompt_version: str | None = None
-
-
 class TextStage(Protocol):
     schema: FeatureSchema
 
     def analyze(self, orders: Sequence[Order], *, budget_s: float) -> list[TextResult]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class ModelScores:
-    """What a risk model returns for a batch of rows."""
-
-    #: 0..100, higher = riskier; its meaning is documented by the model.
-    risk: np.ndarray
-    #: Per-signal raw scores (e.g. "anomaly", "supervised"), one array each.
-    signals: Mapping[str, np.ndarray]
-    #: Top contributions per row: (feature, contribution), largest |contribution| first.
-    contributions: list[list[tuple[str, float]]]
-    kind: str
 
 
 class RiskModel(Protocol):
@@ -112,13 +90,6 @@ class RiskModel(Protocol):
     feature_names: tuple[str, ...]
 
     def score(self, X: np.ndarray, *, explain: int = 5) -> ModelScores: ...
-
-
-@dataclass(frozen=True, slots=True)
-class RulesOutcome:
-    hits: tuple[RuleHit, ...]
-    #: Analyst-readable reason detail per hit rule id.
-    details: Mapping[str, str] = field(default_factory=dict)
 
 
 class Ruleset(Protocol):
@@ -132,6 +103,17 @@ class RulesetSource(Protocol):
 
     @property
     def current(self) -> Ruleset: ...
+
+
+#: Attributes the engine adds to each order's features before rules run.
+ENGINE_ATTRIBUTES = FeatureSchema.of(
+    [
+        FeatureSpec("model_score", "number", "0-100", "The model's risk score for this order.", model_input=False),
+        FeatureSpec("anomaly_score", "number", "z", "Unsupervised ensemble score (robust z units).", model_input=False),
+        FeatureSpec("supervised_score", "number", "probability", "LightGBM fraud probability, when trained.", model_input=False),
+        FeatureSpec("text_labels", "string_list", "labels", "Text labels found in the order's free text.", model_input=False),
+    ]
+)
 
 
 class Engine:

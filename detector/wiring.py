@@ -1,0 +1,184 @@
+"""The composition root: one place that builds every collaborator from Settings.
+
+Entry points (CLI commands, the API factory, the worker) call :func:`build_services`
+once; nothing below them reads the environment. Each ``build_*`` function builds one
+collaborator, so a test can swap any of them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from contracts import Decision, FeatureSchema, Label, Order
+from detector.engine import (
+    ENGINE_ATTRIBUTES,
+    Engine,
+    Featurizer,
+    RiskModel,
+    RulesetSource,
+    TextStage,
+)
+from detector.metrics import Metrics
+from detector.policy import Policy
+from detector.settings import Settings
+
+__all__ = [
+    "DecisionSink",
+    "Services",
+    "build_engine",
+    "build_featurizer",
+    "build_model",
+    "build_rules",
+    "build_services",
+    "build_text_stage",
+]
+
+log = logging.getLogger(__name__)
+
+#: Something that wants every decision after it is made (the review queue's case store).
+DecisionSink = Callable[[list[Decision]], None]
+#: Orders to fit a first model on when the registry is empty (generated history).
+HistorySource = Callable[[], Iterable[Order]]
+
+
+@dataclass
+class Services:
+    """What the entry points share: the engine and the parts around it."""
+
+    settings: Settings
+    metrics: Metrics
+    engine: Engine
+    featurizer: Featurizer
+    rules: RulesetSource
+    text: TextStage | None = None
+    decision_sinks: list[DecisionSink] = field(default_factory=list)
+    #: Publishes a Label to the labels topic; set by the stream entry points.
+    publish_label: Callable[[Label], None] | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def after_decisions(self, decisions: list[Decision]) -> None:
+        for sink in self.decision_sinks:
+            sink(decisions)
+
+
+def build_featurizer(settings: Settings) -> Featurizer:
+    from features import OrderFeaturizer, build_state
+
+    state = build_state(
+        settings.state.backend, redis_url=settings.state.redis_url, key_prefix=settings.state.key_prefix
+    )
+    return OrderFeaturizer(
+        state=state,
+        label_delay_s=settings.state.label_delay_s,
+        allowed_lateness_s=settings.state.allowed_lateness_s,
+    )
+
+
+def build_model(
+    settings: Settings, *, schema: FeatureSchema, history: HistorySource | None = None
+) -> RiskModel:
+    """The registry's current model; with an empty registry, one fitted on ``history``."""
+    from models import ModelRegistry, fit_bundle
+
+    registry = ModelRegistry(settings.models.registry_dir)
+    if registry.has_current():
+        return registry.load_current(schema=schema)
+    if history is None:
+        from contracts import ConfigError
+
+        raise ConfigError(
+            f"no model in {settings.models.registry_dir}: run `riskwire train` first"
+        )
+    log.info("model registry is empty: fitting a first unsupervised model on generated history")
+    featurizer = build_featurizer(settings.model_copy(update={"state": settings.state.model_copy(update={"backend": "memory"})}))
+    rows: list[dict[str, Any]] = []
+    batch: list[Order] = []
+    for order in history():
+        batch.append(order)
+        if len(batch) >= 500:
+            rows.extend(featurizer.featurize(batch))
+            batch = []
+    if batch:
+        rows.extend(featurizer.featurize(batch))
+    names = schema.model_inputs()
+    import numpy as np
+
+    X = np.array([[_num(r.get(n)) for n in names] for r in rows], dtype=np.float64)
+    bundle = fit_bundle(X, names, random_state=0)
+    registry.save(bundle, metadata={"source": "generated-history", "rows": len(rows), "schema_digest": schema.digest})
+    return registry.load_current(schema=schema)
+
+
+def _num(value: Any) -> float:
+    if value is None:
+        return float("nan")
+    return float(value)
+
+
+def build_rules(settings: Settings, *, schema: FeatureSchema) -> RulesetSource:
+    from rules import RulesetHolder
+
+    return RulesetHolder.from_settings(
+        ruleset_path=settings.rules.ruleset_path, lists_dir=settings.rules.lists_dir, schema=schema
+    )
+
+
+def build_text_stage(settings: Settings) -> TextStage | None:
+    try:
+        from detector.text_stage import build_text_stage as _build
+    except ImportError:
+        return None
+    return _build(settings)
+
+
+def build_engine(
+    settings: Settings,
+    *,
+    metrics: Metrics,
+    featurizer: Featurizer,
+    model: RiskModel,
+    rules: RulesetSource,
+    text: TextStage | None,
+) -> Engine:
+    schema = _attribute_schema(featurizer, text)
+    policy = Policy(review_at=settings.policy.review_at, decline_at=settings.policy.decline_at, schema=schema)
+    return Engine(
+        featurizer=featurizer,
+        model=model,
+        rules=rules,
+        policy=policy,
+        metrics=metrics,
+        text=text,
+        text_budget_s={"sync": settings.llm.sync_budget_s, "stream": settings.llm.stream_budget_s},
+    )
+
+
+def _attribute_schema(featurizer: Featurizer, text: TextStage | None) -> FeatureSchema:
+    schema = featurizer.schema
+    if text is not None:
+        schema = schema.merged(text.schema)
+    return schema.merged(ENGINE_ATTRIBUTES)
+
+
+def build_services(
+    settings: Settings, *, metrics: Metrics | None = None, history: HistorySource | None = None
+) -> Services:
+    metrics = metrics or Metrics.create()
+    featurizer = build_featurizer(settings)
+    text = build_text_stage(settings)
+    model = build_model(settings, schema=featurizer.schema, history=history)
+    rules = build_rules(settings, schema=_attribute_schema(featurizer, text))
+    engine = build_engine(settings, metrics=metrics, featurizer=featurizer, model=model, rules=rules, text=text)
+    metrics.build.info(
+        {"version": engine_version(), "model": model.version, "ruleset": rules.current.version}
+    )
+    return Services(settings=settings, metrics=metrics, engine=engine, featurizer=featurizer, rules=rules, text=text)
+
+
+def engine_version() -> str:
+    from detector import __version__
+
+    return __version__
