@@ -62,7 +62,8 @@ def _check_ip(value: str | None) -> str | None:
     try:
         return str(ipaddress.ip_address(value.strip()))
     except ValueError as exc:
-        raise ValueError(f"not an IPv4 or IPv6 address: {value[:64]!r}") from exc
+        # The value itself stays out of the message: errors reach logs and DLQ headers.
+        raise ValueError("not an IPv4 or IPv6 address") from exc
 
 
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]

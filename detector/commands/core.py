@@ -48,6 +48,17 @@ def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
     app.command("generate")(generate)
     app.command("replay")(replay)
+    app.command("schemas")(schemas)
+
+
+def schemas(
+    out: Annotated[Path, typer.Option(help="Directory to write the JSON Schemas to.")] = Path("contracts/schemas"),
+) -> None:
+    """Export the JSON Schema of every wire event (Order, ReturnRequest, Label, Decision)."""
+    from contracts.jsonschema import export_schemas
+
+    for path in export_schemas(out):
+        typer.echo(str(path))
 
 
 def broker(
