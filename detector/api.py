@@ -116,7 +116,7 @@ def create_app(services: Services) -> FastAPI:
         decision = services.engine.decide(order, path="sync")
         if services.decision_sinks:
             try:
-                services.after_decisions([decision])
+                services.after_decisions([decision], {order.order_id: order})
             except Exception:
                 # The checkout answer must not depend on the case store being up.
                 log.exception("decision sink failed for a sync decision")

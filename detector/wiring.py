@@ -8,7 +8,7 @@ collaborator, so a test can swap any of them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,8 +38,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Something that wants every decision after it is made (the review queue's case store).
-DecisionSink = Callable[[list[Decision]], None]
+#: Something that wants every decision after it is made, with the orders it decided
+#: (keyed by order id; returns decisions have no entry): the review queue's case store.
+DecisionSink = Callable[[list[Decision], Mapping[str, Order]], None]
 #: Orders to fit a first model on when the registry is empty (generated history).
 HistorySource = Callable[[], Iterable[Order]]
 
@@ -59,9 +60,9 @@ class Services:
     publish_label: Callable[[Label], None] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
-    def after_decisions(self, decisions: list[Decision]) -> None:
+    def after_decisions(self, decisions: list[Decision], orders: Mapping[str, Order] | None = None) -> None:
         for sink in self.decision_sinks:
-            sink(decisions)
+            sink(decisions, orders or {})
 
 
 def build_featurizer(settings: Settings) -> Featurizer:

@@ -19,7 +19,11 @@ labels (chargebacks weeks later in reality) arrive after a realistic event-time 
 
 from __future__ import annotations
 
+import csv
+import functools
 import heapq
+import importlib.resources
+import ipaddress
 import itertools
 import random
 import string
@@ -196,7 +200,7 @@ class GeneratorConfig:
     days: float = 7.0
     #: Mean simulated seconds between orders.
     mean_gap_s: float = 30.0
-    fraud_share: float = 0.04
+    fraud_share: float = 0.02
     return_share: float = 0.05
     label_delay_days: tuple[float, float] = (2.0, 10.0)
     start: datetime | None = None
@@ -217,11 +221,25 @@ class _Customer:
     orders: list[str] = field(default_factory=list)
 
 
-def ip_for_country(country: str, rng: random.Random) -> str:
-    """An IP address inside the features package's demo IP->country table."""
-    from features.geo import demo_ip_for_country  # the table riskwire ships for the demo
+@functools.cache
+def _demo_networks() -> dict[str, list[ipaddress.IPv4Network | ipaddress.IPv6Network]]:
+    """The demo IP -> country table that the features package ships and reads."""
+    text = (importlib.resources.files("features") / "data" / "ip_country_demo.csv").read_text(encoding="utf-8")
+    nets: dict[str, list[ipaddress.IPv4Network | ipaddress.IPv6Network]] = {}
+    for row in csv.DictReader(line for line in text.splitlines() if line and not line.startswith("#")):
+        nets.setdefault(row["country_iso_code"].strip().upper(), []).append(
+            ipaddress.ip_network(row["network"].strip(), strict=False)
+        )
+    return nets
 
-    return demo_ip_for_country(country, rng)
+
+def ip_for_country(country: str, rng: random.Random) -> str:
+    """An IP address inside ``country``'s ranges of the demo table, so its IP country is known."""
+    nets = _demo_networks().get(country)
+    if not nets:
+        raise KeyError(f"no demo IP range for {country}")
+    net = rng.choice(nets)
+    return str(net.network_address + rng.randrange(1, max(2, net.num_addresses - 1)))
 
 
 class TrafficGenerator:
@@ -306,7 +324,7 @@ class TrafficGenerator:
         """One fraud episode: a list of (order payload, label) at and after ``t``."""
         r = self.rng
         kind = r.choices(
-            ["card_testing", "geo_mismatch", "reshipper", "sku_quantity", "injection"], weights=[2, 3, 2, 2, 1]
+            ["card_testing", "geo_mismatch", "reshipper", "sku_quantity", "injection"], weights=[1, 3, 2, 2, 1]
         )[0]
         victim = r.choice(self.customers)  # stolen identity or card details
         fresh = self._customer(50_000 + next(self._ids))
@@ -393,7 +411,8 @@ class TrafficGenerator:
             # Release everything whose event time has passed.
             while self._pending and self._pending[0][0] <= t:
                 yield heapq.heappop(self._pending)[2]
-        while self._pending and self._pending[0][0] <= t + timedelta(days=1):
+        # Returns and labels caused by these orders arrive later: release them too.
+        while self._pending:
             yield heapq.heappop(self._pending)[2]
 
     def _return(self, order: Order, *, script: bool, ring_member: _Customer | None = None) -> None:

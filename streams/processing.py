@@ -47,6 +47,8 @@ class BatchOutcome:
     out: list[OutRecord] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
     labels: list[Label] = field(default_factory=list)
+    #: The decided orders by id, for sinks that keep the order with its decision.
+    orders: dict[str, Order] = field(default_factory=dict)
     dead_letters: int = 0
 
 
@@ -101,6 +103,7 @@ class BatchProcessor:
             self._metrics.messages_decided.labels(topic=t.labels_topic).inc(len(labels))
 
         if orders:
+            outcome.orders = {o.order_id: o for _, o in orders}
             for rec, decision in self._decide(orders, outcome):
                 outcome.decisions.append(decision)
                 outcome.out.append(

@@ -12,7 +12,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from typing import Any
 
@@ -20,7 +20,7 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, Topic
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from contracts import Decision, RiskwireError
+from contracts import Decision, Order, RiskwireError
 from detector.metrics import Metrics
 from detector.settings import KafkaSettings
 from streams.processing import BatchOutcome, BatchProcessor, InRecord, OutRecord
@@ -82,7 +82,7 @@ class Worker:
         processor: BatchProcessor,
         settings: KafkaSettings,
         metrics: Metrics,
-        on_decisions: Callable[[list[Decision]], None] | None = None,
+        on_decisions: Callable[[list[Decision], Mapping[str, Order]], None] | None = None,
     ) -> None:
         self._consumer = consumer
         self._producer = producer
@@ -124,7 +124,7 @@ class Worker:
         self.batches += 1
         if self._on_decisions is not None and outcome.decisions:
             try:
-                self._on_decisions(outcome.decisions)
+                self._on_decisions(outcome.decisions, outcome.orders)
             except Exception:
                 log.exception("decision sink failed; decisions are on the topic regardless")
         return outcome
@@ -185,7 +185,7 @@ def run_worker(
     bootstrap_servers: str,
     metrics: Metrics,
     stop: threading.Event,
-    on_decisions: Callable[[list[Decision]], None] | None = None,
+    on_decisions: Callable[[list[Decision], Mapping[str, Order]], None] | None = None,
 ) -> None:
     """Build the consumer and producer, run until ``stop``, close everything in order."""
     from streams.admin import ensure_topics

@@ -144,3 +144,40 @@ def fresh_registry() -> Any:
 
 
 Factory = Callable[..., Order]
+
+
+@pytest.fixture(scope="session")
+def trained_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A data dir whose model registry holds a model fitted on generated history.
+
+    Fitted once per session: tests then load it like a worker or API process would.
+    """
+    from detector.wiring import build_featurizer, build_model
+    from streams.generator import history
+    from tests.support import engine_settings
+
+    data_dir = tmp_path_factory.mktemp("riskwire-data")
+    settings = engine_settings(data_dir)
+    featurizer = build_featurizer(settings)
+    build_model(settings, schema=featurizer.schema, history=lambda: history(3000, seed=3))
+    return data_dir
+
+
+@pytest.fixture
+def services_factory(trained_data_dir: Any, tmp_path: Any) -> Callable[..., Any]:
+    """Build real Services (engine with featuriser, model, rules) around the trained registry."""
+    from detector.settings import ModelSettings, StoreSettings
+    from detector.wiring import build_services
+    from tests.support import engine_settings
+
+    def make(**sections: Any) -> Any:
+        settings = engine_settings(
+            tmp_path,
+            models=ModelSettings(registry_dir=trained_data_dir / "models"),
+            store=StoreSettings(database_url=f"sqlite:///{tmp_path / 'cases.db'}"),
+        )
+        if sections:
+            settings = settings.model_copy(update=sections)
+        return build_services(settings, metrics=None)
+
+    return make
