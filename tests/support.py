@@ -13,7 +13,7 @@ from typing import Any
 
 from detector.settings import KafkaSettings, ModelSettings, Settings, StateSettings, StoreSettings
 
-__all__ = ["consume", "engine_settings", "produce", "unique_topics", "worker_env", "start_worker"]
+__all__ = ["consume", "engine_settings", "produce", "start_worker", "unique_topics", "worker_env"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
