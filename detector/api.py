@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contracts import Decision, Order, RiskwireError
 from detector import __version__
+from detector.auth import require_scorer
 from detector.engine import Engine
 from detector.wiring import Services
 
@@ -58,20 +59,36 @@ class BodyLimit:
                 await _too_large(self.limit, send)
                 return
         seen = 0
+        too_large = False
 
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, too_large
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
+                    too_large = True
                     raise _BodyTooLarge
             return message
 
+        replaced = False
+
+        async def guarded_send(message: Message) -> None:
+            # The framework may catch the read error and answer 400 itself; whatever it
+            # sends once the limit was hit is replaced by one 413.
+            nonlocal replaced
+            if too_large:
+                if not replaced:
+                    replaced = True
+                    await _too_large(self.limit, send)
+                return
+            await send(message)
+
         try:
-            await self.app(scope, limited, send)
+            await self.app(scope, limited, guarded_send)
         except _BodyTooLarge:
-            await _too_large(self.limit, send)
+            if not replaced:
+                await _too_large(self.limit, send)
 
 
 class _BodyTooLarge(Exception):
@@ -110,7 +127,8 @@ def create_app(services: Services) -> FastAPI:
     async def _domain(_request: Request, exc: RiskwireError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)[:500]}, status_code=400)
 
-    @app.post("/v1/score", response_model=Decision, tags=["checkout"])
+    # Checkout tokens only; open on loopback while none is configured (detector.auth).
+    @app.post("/v1/score", response_model=Decision, tags=["checkout"], dependencies=[Depends(require_scorer)])
     def score(order: Order, services: ServicesDep) -> Decision:
         """Score one order synchronously: an Order in, a Decision out."""
         decision = services.engine.decide(order, path="sync")

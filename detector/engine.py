@@ -226,6 +226,7 @@ class Engine:
             verdict = self._policy.decide(
                 PolicyInput(
                     model_risk=None if scores is None else float(scores.risk[i]),
+                    model_kind="none" if scores is None else scores.kind,
                     text_risk=text.risk,
                     text_labels=text.labels,
                     text_spans=text.spans,

@@ -11,7 +11,13 @@ model failed and the decision is degraded) ``m`` counts as 0 and rules still app
 Action. Rule actions take precedence over thresholds, in the order
 **allow > decline > review**: one allow hit approves whatever else holds (trusted
 customers), else one decline hit declines, else one review hit sends to review. With no
-acting rule hit, ``score >= decline_at`` declines and ``score >= review_at`` reviews.
+acting rule hit, the unrounded score is compared with the thresholds of the model
+family that produced it, because the two scales mean different things:
+
+- ``supervised``: 100 x calibrated fraud probability; defaults review at 50, decline at 90;
+- ``unsupervised``: 100 x the quantile of the order among the training traffic; defaults
+  review at 99 (the rarest 1%) and decline at 99.9 (the rarest 0.1%).
+
 Shadow rule hits are recorded but never act.
 """
 
@@ -24,12 +30,38 @@ from typing import Any
 from contracts import Action, FeatureSchema, Reason
 from contracts.events import FeatureContribution, RuleHit, TextSpan
 
-__all__ = ["Policy", "PolicyInput", "Verdict", "describe_contribution"]
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "Policy",
+    "PolicyInput",
+    "Thresholds",
+    "Verdict",
+    "describe_contribution",
+    "policy_from_settings",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    review_at: float
+    decline_at: float
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.review_at <= self.decline_at <= 100:
+            raise ValueError("need 0 <= review_at <= decline_at <= 100")
+
+
+DEFAULT_THRESHOLDS: dict[str, Thresholds] = {
+    "supervised": Thresholds(review_at=50.0, decline_at=90.0),
+    "unsupervised": Thresholds(review_at=99.0, decline_at=99.9),
+}
 
 
 @dataclass(frozen=True, slots=True)
 class PolicyInput:
     model_risk: float | None
+    #: Which model family produced ``model_risk``; picks the thresholds.
+    model_kind: str = "unsupervised"
     text_risk: float = 0.0
     text_labels: Mapping[str, float] = field(default_factory=dict)
     text_spans: Sequence[TextSpan] = ()
@@ -68,22 +100,20 @@ class Policy:
     def __init__(
         self,
         *,
-        review_at: int = 70,
-        decline_at: int = 95,
+        thresholds: Mapping[str, Thresholds] | None = None,
         max_reasons: int = 6,
         schema: FeatureSchema | None = None,
     ) -> None:
-        if not 0 <= review_at <= decline_at <= 100:
-            raise ValueError("need 0 <= review_at <= decline_at <= 100")
+        self.thresholds = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
         self.schema = schema
-        self.review_at = review_at
-        self.decline_at = decline_at
         self.max_reasons = max_reasons
 
     def decide(self, given: PolicyInput) -> Verdict:
         m = 0.0 if given.model_risk is None else min(max(given.model_risk, 0.0), 100.0) / 100.0
         t = min(max(given.text_risk, 0.0), 1.0)
-        score = round(100.0 * (1.0 - (1.0 - m) * (1.0 - t)))
+        exact = 100.0 * (1.0 - (1.0 - m) * (1.0 - t))
+        score = round(exact)
+        limits = self.thresholds.get(given.model_kind, self.thresholds["unsupervised"])
 
         acting = [h for h in given.rule_hits if not h.shadow]
         rule_actions = {h.action for h in acting}
@@ -94,9 +124,9 @@ class Policy:
             action = "decline"
         elif "review" in rule_actions:
             action = "review"
-        elif score >= self.decline_at:
+        elif exact >= limits.decline_at:
             action = "decline"
-        elif score >= self.review_at:
+        elif exact >= limits.review_at:
             action = "review"
         else:
             action = "approve"
@@ -119,3 +149,16 @@ class Policy:
             code, detail = describe_contribution(self.schema, c.feature, c.value)
             reasons.append(Reason(code=code, detail=detail[:512], contribution=c.contribution))
         return Verdict(score=score, action=action, reasons=reasons[: self.max_reasons])
+
+
+def policy_from_settings(settings: Any, *, schema: FeatureSchema | None = None) -> Policy:
+    """The policy from a ``PolicySettings`` section (the one way entry points build it)."""
+    return Policy(
+        thresholds={
+            "supervised": Thresholds(review_at=settings.review_at, decline_at=settings.decline_at),
+            "unsupervised": Thresholds(
+                review_at=settings.unsupervised_review_at, decline_at=settings.unsupervised_decline_at
+            ),
+        },
+        schema=schema,
+    )

@@ -83,6 +83,14 @@ class LlmSettings(_Section):
     sync_budget_s: float = 0.0
     max_concurrency: int = 2
     redact: bool = True
+    #: In-process verdict cache entries; with state.backend=redis a shared Redis cache sits behind it.
+    cache_size: int = 50_000
+    #: LLM labels below this confidence (0-1) are dropped.
+    min_confidence: float = 0.5
+    breaker_failures: int = 5
+    breaker_reset_s: float = 30.0
+    #: A late verdict re-decides the order only if it arrives within this many seconds.
+    late_window_s: float = 120.0
 
 
 class ModelSettings(_Section):
@@ -97,8 +105,12 @@ class RulesSettings(_Section):
 
 
 class PolicySettings(_Section):
-    review_at: int = Field(default=70, ge=0, le=100)
-    decline_at: int = Field(default=95, ge=0, le=100)
+    """Score thresholds per model family (see ``detector.policy`` for the two scales)."""
+
+    review_at: float = Field(default=50.0, ge=0, le=100)
+    decline_at: float = Field(default=90.0, ge=0, le=100)
+    unsupervised_review_at: float = Field(default=99.0, ge=0, le=100)
+    unsupervised_decline_at: float = Field(default=99.9, ge=0, le=100)
 
 
 class Settings(BaseSettings):

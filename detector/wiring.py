@@ -22,7 +22,7 @@ from detector.engine import (
     TextStage,
 )
 from detector.metrics import Metrics
-from detector.policy import Policy
+from detector.policy import policy_from_settings
 from detector.settings import Settings
 
 __all__ = [
@@ -122,8 +122,14 @@ def _num(value: Any) -> float:
 def build_rules(settings: Settings, *, schema: FeatureSchema) -> RulesetSource:
     from rules import RulesetHolder
 
+    # A bad ruleset or list file raises RuleCompileError (a ConfigError) here, at start;
+    # later file changes are picked up by the watcher, and a bad change keeps the
+    # running ruleset (see rules/holder.py).
     return RulesetHolder.from_settings(
-        ruleset_path=settings.rules.ruleset_path, lists_dir=settings.rules.lists_dir, schema=schema
+        ruleset_path=settings.rules.ruleset_path,
+        lists_dir=settings.rules.lists_dir,
+        schema=schema,
+        watch_interval_s=2.0,
     )
 
 
@@ -145,7 +151,7 @@ def build_engine(
     text: TextStage | None,
 ) -> Engine:
     schema = _attribute_schema(featurizer, text)
-    policy = Policy(review_at=settings.policy.review_at, decline_at=settings.policy.decline_at, schema=schema)
+    policy = policy_from_settings(settings.policy, schema=schema)
     return Engine(
         featurizer=featurizer,
         model=model,
@@ -176,7 +182,12 @@ def build_services(
     metrics.build.info(
         {"version": engine_version(), "model": model.version, "ruleset": rules.current.version}
     )
-    return Services(settings=settings, metrics=metrics, engine=engine, featurizer=featurizer, rules=rules, text=text)
+    services = Services(settings=settings, metrics=metrics, engine=engine, featurizer=featurizer, rules=rules, text=text)
+    # Tier-3 LLM, late re-decisions and return decisions (see detector.llm).
+    from detector.llm import wire_tier3_and_returns
+
+    wire_tier3_and_returns(services)
+    return services
 
 
 def engine_version() -> str:

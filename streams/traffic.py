@@ -6,6 +6,7 @@ import json
 import random
 import time
 from collections.abc import Iterable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -105,13 +106,18 @@ def read_jsonl(path: Path, *, limit: int = 0) -> Iterator[GeneratedEvent]:
 
 
 def read_handbook_events(path: Path, *, label_delay_s: int, limit: int = 0) -> Iterator[GeneratedEvent]:
-    """Handbook transactions as Orders in event-time order, with TX_FRAUD as delayed Labels."""
-    from features.handbook import iter_handbook_events
+    """Handbook transactions as Orders in event-time order, TX_FRAUD as Labels after the delay."""
+    from features.handbook import handbook_events, read_handbook
 
-    n = 0
-    for kind, event in iter_handbook_events(path, label_delay_s=label_delay_s):
-        yield GeneratedEvent(kind, event.order_id, event, event.created_at)
-        if kind == "orders":
-            n += 1
-            if limit and n >= limit:
-                return
+    df = read_handbook(path, nrows=limit or None)
+    orders, labels, _n = handbook_events(df, label_delay_s=label_delay_s)
+    li = 0
+    for order in orders:
+        while li < len(labels) and labels[li].created_at <= order.created_at:
+            yield GeneratedEvent("labels", labels[li].order_id, labels[li], labels[li].created_at)
+            li += 1
+        # The converter builds trusted Orders without validation (float amounts); the
+        # wire wants the Decimal the schema declares.
+        payment = order.payment.model_copy(update={"amount": Decimal(str(order.payment.amount))})
+        order = order.model_copy(update={"payment": payment})
+        yield GeneratedEvent("orders", order.order_id, order, order.created_at)

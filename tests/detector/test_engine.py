@@ -9,7 +9,7 @@ from streams.generator import GeneratorConfig, TrafficGenerator
 
 
 def _stream(n: int, seed: int = 21) -> list[Order]:
-    gen = TrafficGenerator(GeneratorConfig(seed=seed, customers=200))
+    gen = TrafficGenerator(GeneratorConfig(seed=seed))
     return [ev.event for ev in gen.events(n) if isinstance(ev.event, Order)][:n]
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from contracts import FeatureSchema, FeatureSpec
 from contracts.events import FeatureContribution, RuleHit, TextSpan
-from detector.policy import Policy, PolicyInput, describe_contribution
+from detector.policy import Policy, PolicyInput, Thresholds, describe_contribution
 
 
 def hit(action: str, rule_id: str = "r", shadow: bool = False) -> RuleHit:
@@ -15,9 +15,22 @@ def hit(action: str, rule_id: str = "r", shadow: bool = False) -> RuleHit:
     ("risk", "action"), [(10.0, "approve"), (69.4, "approve"), (70.0, "review"), (94.0, "review"), (95.0, "decline")]
 )
 def test_thresholds(risk, action):
-    verdict = Policy(review_at=70, decline_at=95).decide(PolicyInput(model_risk=risk))
+    policy = Policy(thresholds={"supervised": Thresholds(review_at=70, decline_at=95)})
+    verdict = policy.decide(PolicyInput(model_risk=risk, model_kind="supervised"))
     assert verdict.action == action
     assert verdict.score == round(risk)
+
+
+@pytest.mark.parametrize(("risk", "action"), [(98.9, "approve"), (99.0, "review"), (99.85, "review"), (99.9, "decline")])
+def test_unsupervised_quantile_thresholds_use_the_unrounded_score(risk, action):
+    verdict = Policy().decide(PolicyInput(model_risk=risk, model_kind="unsupervised"))
+    assert verdict.action == action
+
+
+def test_the_same_score_means_different_things_per_model_family():
+    p = Policy()
+    assert p.decide(PolicyInput(model_risk=60, model_kind="supervised")).action == "review"
+    assert p.decide(PolicyInput(model_risk=60, model_kind="unsupervised")).action == "approve"
 
 
 def test_rule_precedence_allow_then_decline_then_review():
@@ -84,4 +97,4 @@ def test_describe_contribution_falls_back_when_template_breaks():
 
 def test_thresholds_validated():
     with pytest.raises(ValueError):
-        Policy(review_at=90, decline_at=80)
+        Thresholds(review_at=90, decline_at=80)

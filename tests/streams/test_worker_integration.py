@@ -88,18 +88,17 @@ def test_sigterm_drains_commits_and_exits_zero(broker, trained_data_dir, tmp_pat
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
 
-    # Every consumed offset was committed: the group's committed offsets reach the high watermark.
+    # Every consumed offset was committed. (end_offsets()/seek_to_end are wrong on Tansu,
+    # stack.md; offsets start at 0 and each record takes one, so the committed offsets
+    # of all partitions add up to the number of records produced.)
     probe = KafkaConsumer(bootstrap_servers=broker, group_id=k.group_id, enable_auto_commit=False)
     try:
-        parts = probe.partitions_for_topic(k.orders_topic) or set()
-        tps = [TopicPartition(k.orders_topic, p) for p in parts]
-        probe.assign(tps)
-        probe.seek_to_end(*tps)
-        for tp in tps:
-            end = probe.position(tp)
-            assert probe.committed(tp) == end, f"partition {tp.partition} not fully committed"
+        parts = sorted(probe.partitions_for_topic(k.orders_topic) or set())
+        committed = [probe.committed(TopicPartition(k.orders_topic, p)) or 0 for p in parts]
     finally:
         probe.close()
+    assert len(parts) == k.topic_partitions
+    assert sum(committed) == len(orders)
 
 
 def test_sigkill_mid_stream_loses_nothing_and_duplicates_agree(broker, trained_data_dir, tmp_path, redis_url):
