@@ -152,8 +152,12 @@ class Worker:
         for r in records:
             tp = TopicPartition(r.topic, r.partition)
             first[tp] = min(first.get(tp, r.offset), r.offset)
+        # After a rebalance some partitions may be gone; their new owner replays them
+        # from the last commit anyway.
+        assigned = self._consumer.assignment()
         for tp, off in first.items():
-            self._consumer.seek(tp, off)
+            if tp in assigned:
+                self._consumer.seek(tp, off)
 
     def _update_lag(self) -> None:
         # end_offsets() is wrong on Tansu (stack.md): lag comes from the fetch highwater.

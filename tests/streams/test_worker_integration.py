@@ -107,7 +107,7 @@ def test_sigkill_mid_stream_loses_nothing_and_duplicates_agree(broker, trained_d
     settings = _settings(trained_data_dir, tmp_path, backend="redis", redis_url=redis_url,
                          key_prefix=f"rwtest-{uuid.uuid4().hex[:8]}")
     k = settings.kafka
-    orders = _orders(3000, seed=13)
+    orders = _orders(1500, seed=13)
     produce(broker, [(k.orders_topic, o.order_id.encode(), encode(o)) for o in orders])
     env = worker_env(settings, broker)
 
@@ -150,21 +150,28 @@ def test_sigkill_mid_stream_loses_nothing_and_duplicates_agree(broker, trained_d
 
 
 def _rewind_group(bootstrap: str, group: str, topic: str, *, by: int) -> int:
+    """Join the group as a member and commit offsets ``by`` records back per partition."""
     from kafka import KafkaConsumer, TopicPartition
     from kafka.structs import OffsetAndMetadata
 
-    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    c = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+        session_timeout_ms=3000, heartbeat_interval_ms=500, max_poll_records=1,
+    )
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or [])]
-        c.assign(tps)
+        deadline = time.monotonic() + 30
+        while not c.assignment() and time.monotonic() < deadline:
+            c.poll(timeout_ms=200)
+        tps = sorted(c.assignment(), key=lambda tp: tp.partition)
+        assert tps, "could not join the group"
         new = {}
         total = 0
         for tp in tps:
-            committed = c.committed(tp) or 0
+            committed = c.committed(TopicPartition(tp.topic, tp.partition)) or 0
             target = max(0, committed - by)
             total += committed - target
             new[tp] = OffsetAndMetadata(target, None, -1)
         c.commit(new)
         return total
     finally:
-        c.close()
+        c.close(autocommit=False)
