@@ -95,6 +95,11 @@ class LlmSettings(_Section):
 
 class ModelSettings(_Section):
     registry_dir: Path = Path(".riskwire/models")
+    #: With an empty registry (or a model trained on another feature schema), fit a
+    #: first unsupervised model on generated history. Right for the demo and first
+    #: steps; production sets it false and runs ``riskwire train`` on its own history.
+    bootstrap: bool = True
+    bootstrap_orders: int = 8000
     min_labels_for_supervised: int = 200
 
 

@@ -86,14 +86,21 @@ def build_model(
 
     registry = ModelRegistry(settings.models.registry_dir)
     if registry.has_current():
-        return registry.load_current(schema=schema)
-    if history is None:
+        trained_on = registry.manifest(str(registry.current)).get("schema_digest")
+        if trained_on == schema.digest or history is None:
+            # Production (no history source) always loads, and refuses a mismatch.
+            return registry.load_current(schema=schema)
+        log.warning(
+            "model %s was trained on feature schema %s, the engine has %s: fitting a new "
+            "bootstrap model on generated history", registry.current, trained_on, schema.digest,
+        )
+    elif history is None:
         from contracts import ConfigError
 
         raise ConfigError(
             f"no model in {settings.models.registry_dir}: run `riskwire train` first"
         )
-    log.info("model registry is empty: fitting a first unsupervised model on generated history")
+    log.info("fitting a first unsupervised model on generated history")
     featurizer = build_featurizer(settings.model_copy(update={"state": settings.state.model_copy(update={"backend": "memory"})}))
     rows: list[dict[str, Any]] = []
     batch: list[Order] = []
@@ -109,7 +116,11 @@ def build_model(
 
     X = np.array([[_num(r.get(n)) for n in names] for r in rows], dtype=np.float64)
     bundle = fit_bundle(X, names, random_state=0)
-    registry.save(bundle, metadata={"source": "generated-history", "rows": len(rows), "schema_digest": schema.digest})
+    registry.save(
+        bundle,
+        metadata={"source": "generated-history", "rows": len(rows), "schema_digest": schema.digest},
+        promote=True,
+    )
     return registry.load_current(schema=schema)
 
 

@@ -11,12 +11,13 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from contracts import ConfigError
+from contracts import ConfigError, Order
 from detector.settings import Settings
 
 __all__ = ["register"]
@@ -31,6 +32,15 @@ def _settings(bootstrap_servers: str | None = None) -> Settings:
             update={"kafka": settings.kafka.model_copy(update={"bootstrap_servers": bootstrap_servers})}
         )
     return settings
+
+
+def _history(settings: Settings) -> Callable[[], Iterable[Order]] | None:
+    """Generated history to fit a first model on, when the settings allow it."""
+    if not settings.models.bootstrap:
+        return None
+    from streams.generator import history
+
+    return lambda: history(settings.models.bootstrap_orders)
 
 
 def _bootstrap(settings: Settings) -> str:
@@ -92,14 +102,13 @@ def worker(
     """Consume orders (and labels, returns), publish decisions; SIGTERM drains and exits 0."""
     from detector.cli import setup_logging
     from detector.wiring import build_services
-    from streams.generator import history
     from streams.processing import BatchProcessor
     from streams.worker import install_stop_signals, run_worker
 
     setup_logging(log_level)
     settings = _settings(bootstrap_servers)
     servers = _bootstrap(settings)
-    services = build_services(settings, history=history)
+    services = build_services(settings, history=_history(settings))
     if metrics_port:
         from prometheus_client import start_http_server
 
@@ -122,6 +131,9 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (default from settings).")] = None,
     bootstrap_servers: Annotated[str | None, typer.Option(help="Broker to report in /readyz.")] = None,
     log_level: str = "INFO",
+    workers: Annotated[int | None, typer.Option(
+        help="uvicorn worker processes (default from settings); >1 keeps /metrics summed over all of them.",
+    )] = None,
 ) -> None:
     """Serve the HTTP API (POST /v1/score, /healthz, /readyz, /metrics, /docs)."""
     import uvicorn
@@ -129,11 +141,16 @@ def serve(
     from detector.api import create_app
     from detector.cli import setup_logging
     from detector.wiring import build_services
-    from streams.generator import history
 
     setup_logging(log_level)
     settings = _settings(bootstrap_servers)
-    services = build_services(settings, history=history)
+    if (workers or settings.api.workers) > 1:
+        from detector.commands.observability import serve_workers
+
+        serve_workers(settings=settings, host=host, port=port, workers=workers or settings.api.workers,
+                      log_level=log_level)
+        return
+    services = build_services(settings, history=_history(settings))
     if settings.kafka.bootstrap_servers:
         services.extras["bootstrap_servers"] = settings.kafka.bootstrap_servers
     app = create_app(services)

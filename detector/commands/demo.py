@@ -40,7 +40,7 @@ class _Stats:
     api_ms: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=2000))
     api_errors: int = 0
     recent: collections.deque[tuple[float, int]] = field(default_factory=lambda: collections.deque(maxlen=20))
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.RLock = field(default_factory=threading.RLock)
 
     def rate(self) -> float:
         with self.lock:
@@ -80,7 +80,8 @@ def demo(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     console.print("[bold]riskwire demo[/bold]: preparing the model (first run fits one on generated history)...")
     featurizer = build_featurizer(settings)
-    model = build_model(settings, schema=featurizer.schema, history=history)
+    model = build_model(settings, schema=featurizer.schema,
+                        history=lambda: history(settings.models.bootstrap_orders))
     console.print(f"model {model.version} ({model.kind})")
 
     api_port = api_port or free_port()
@@ -138,7 +139,7 @@ def demo(
                     p.wait(timeout=15)
                 except subprocess.TimeoutExpired:
                     p.kill()
-    console.print(_final_line(stats))
+    console.print(_final_line(stats), soft_wrap=True)
 
 
 def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -233,7 +234,7 @@ def _summary_loop(console: Any, stats: _Stats, stop: threading.Event, duration: 
         while time.monotonic() < deadline and not stop.is_set() and _alive(procs):
             time.sleep(0.5)
             if time.monotonic() - last >= 5:
-                console.print(_final_line(stats))
+                console.print(_final_line(stats), soft_wrap=True)
                 last = time.monotonic()
     if not _alive(procs):
         console.print("[red]a child process exited; see .riskwire/logs[/red]")
