@@ -56,13 +56,20 @@ class Services:
     rules: RulesetSource
     text: TextStage | None = None
     decision_sinks: list[DecisionSink] = field(default_factory=list)
-    #: Publishes a Label to the labels topic; set by the stream entry points.
+    #: Publishes a Label to the labels topic; set by the entry points that have a broker.
     publish_label: Callable[[Label], None] | None = None
+    #: Called with every batch of Labels the worker consumes (the case store closes
+    #: matching cases on chargebacks and refunds).
+    label_sinks: list[Callable[[list[Label]], None]] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
 
     def after_decisions(self, decisions: list[Decision], orders: Mapping[str, Order] | None = None) -> None:
         for sink in self.decision_sinks:
             sink(decisions, orders or {})
+
+    def after_labels(self, labels: list[Label]) -> None:
+        for sink in self.label_sinks:
+            sink(labels)
 
 
 def build_featurizer(settings: Settings) -> Featurizer:

@@ -100,6 +100,13 @@ class BatchProcessor:
         if labels:
             self._services.engine.apply_labels(labels)
             outcome.labels.extend(labels)
+            after = getattr(self._services, "after_labels", None)
+            if after is not None:
+                try:
+                    after(labels)
+                except Exception:
+                    # Closing cases is bookkeeping; the labels are already in the state.
+                    log.exception("label sink failed for %d labels", len(labels))
             self._metrics.messages_decided.labels(topic=t.labels_topic).inc(len(labels))
 
         if orders:

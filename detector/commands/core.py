@@ -152,7 +152,13 @@ def serve(
         return
     services = build_services(settings, history=_history(settings))
     if settings.kafka.bootstrap_servers:
+        from streams.labels import LabelPublisher
+
         services.extras["bootstrap_servers"] = settings.kafka.bootstrap_servers
+        # Analysts' verdicts in the UI become Labels on the labels topic.
+        services.publish_label = LabelPublisher(
+            bootstrap_servers=settings.kafka.bootstrap_servers, topic=settings.kafka.labels_topic
+        )
     app = create_app(services)
     uvicorn.run(
         app, host=host or settings.api.host, port=port or settings.api.port,

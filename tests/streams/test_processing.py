@@ -104,3 +104,28 @@ def test_returns_without_a_handler_are_not_consumed():
     processor = _processor(_CountingEngine())
     assert "returns" not in processor.input_topics
     assert processor.input_topics == ["labels", "orders"]
+
+
+def test_real_engine_in_memory_records_in_decisions_out(services_factory):
+    """The whole stream logic with the real engine and no broker."""
+    from streams.generator import GeneratorConfig, TrafficGenerator
+    from streams.serde import encode
+
+    services = services_factory()
+    processor = BatchProcessor(services=services, topics=KafkaSettings(), metrics=services.metrics)
+    events = list(TrafficGenerator(GeneratorConfig(seed=31)).events(300))
+    records = [
+        _rec(encode(ev.event), i, topic="orders" if ev.topic == "orders" else "labels")
+        for i, ev in enumerate(events) if ev.topic in ("orders", "labels")
+    ]
+    records.insert(50, _rec(b'{"order_id": 7}', 10_000))
+    outcome = processor.process(records)
+
+    n_orders = sum(1 for ev in events if ev.topic == "orders")
+    decided = [json.loads(r.value) for r in outcome.out if r.topic == "risk-decisions"]
+    assert len(decided) == n_orders == len(outcome.orders)
+    assert outcome.dead_letters == 1
+    assert {d["order_id"] for d in decided} == {ev.key for ev in events if ev.topic == "orders"}
+    assert all(d["versions"]["model"] == services.engine.model.version for d in decided)
+    counted = services.metrics.decisions.labels(action="approve", path="stream")._value.get()
+    assert counted == sum(1 for d in decided if d["action"] == "approve")
