@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -140,6 +140,7 @@ class Engine:
         self._explain = explain
         self._text_budget = dict(text_budget_s or {"sync": 0.0, "stream": 0.0})
         self._feature_names = model.feature_names
+        self._model_listeners: list[Callable[[RiskModel], None]] = []
 
     @property
     def model(self) -> RiskModel:
@@ -153,6 +154,12 @@ class Engine:
         """Atomically replace the model; in-flight batches keep the one they started with."""
         self._model = model
         self._feature_names = model.feature_names
+        for listener in self._model_listeners:
+            listener(model)
+
+    def on_model_swap(self, listener: Callable[[RiskModel], None]) -> None:
+        """Call ``listener`` with each new model (the drift monitor resets its reference)."""
+        self._model_listeners.append(listener)
 
     def decide(self, order: Order, *, path: str = "sync") -> Decision:
         return self.decide_batch([order], path=path)[0]
@@ -257,7 +264,7 @@ class Engine:
                     degraded=degraded,
                 )
             )
-        self._metrics.observe_decisions(decisions, path=path, seconds=time.perf_counter() - started)
+        self._metrics.observe_decisions(decisions, path=path, seconds=time.perf_counter() - started, rows=rows)
         return decisions
 
     def apply_labels(self, labels: Sequence[Label]) -> None:

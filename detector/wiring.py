@@ -121,11 +121,19 @@ def build_model(
     names = schema.model_inputs()
     import numpy as np
 
+    from detector.drift import DRIFT_METADATA_KEY, profile_for_training
+
     X = np.array([[_num(r.get(n)) for n in names] for r in rows], dtype=np.float64)
     bundle = fit_bundle(X, names, random_state=0)
     registry.save(
         bundle,
-        metadata={"source": "generated-history", "rows": len(rows), "schema_digest": schema.digest},
+        metadata={
+            "source": "generated-history",
+            "rows": len(rows),
+            "schema_digest": schema.digest,
+            # What PSI compares live traffic with (detector.drift).
+            DRIFT_METADATA_KEY: profile_for_training(X, names, model=bundle).to_dict(),
+        },
         promote=True,
     )
     return registry.load_current(schema=schema)
@@ -197,10 +205,15 @@ def build_services(
     model = build_model(settings, schema=featurizer.schema, history=history)
     rules = build_rules(settings, schema=_attribute_schema(featurizer, text))
     engine = build_engine(settings, metrics=metrics, featurizer=featurizer, model=model, rules=rules, text=text)
+    from detector.drift import attach_drift_monitor, reference_from_model
+
+    drift = attach_drift_monitor(metrics, reference=reference_from_model(model))
+    engine.on_model_swap(lambda new: drift.set_reference(reference_from_model(new)))
     metrics.build.info(
         {"version": engine_version(), "model": model.version, "ruleset": rules.current.version}
     )
     services = Services(settings=settings, metrics=metrics, engine=engine, featurizer=featurizer, rules=rules, text=text)
+    services.extras["drift"] = drift
     # Tier-3 LLM, late re-decisions and return decisions (see detector.llm).
     from detector.llm import wire_tier3_and_returns
 

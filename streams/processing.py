@@ -32,6 +32,8 @@ class InRecord:
     offset: int
     key: bytes | None
     value: bytes | None
+    #: Broker timestamp (ms since epoch), for end-to-end latency; 0 when unknown.
+    timestamp_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -102,7 +102,8 @@ class Worker:
                 self._update_lag()
                 continue
             records = [
-                InRecord(topic=r.topic, partition=r.partition, offset=r.offset, key=r.key, value=r.value)
+                InRecord(topic=r.topic, partition=r.partition, offset=r.offset, key=r.key, value=r.value,
+                         timestamp_ms=r.timestamp or 0)
                 for tp in sorted(polled, key=lambda tp: (tp.topic, tp.partition))
                 for r in polled[tp]
             ]
@@ -122,6 +123,9 @@ class Worker:
             self._produce(outcome.out)
         self._commit(records)
         self.batches += 1
+        self._metrics.observe_broker_latency(
+            [r.timestamp_ms for r in records if r.topic == self._settings.orders_topic], decided_at=time.time()
+        )
         if self._on_decisions is not None and outcome.decisions:
             try:
                 self._on_decisions(outcome.decisions, outcome.orders)
