@@ -1,0 +1,119 @@
+"""Featuriser throughput per backend and resident memory per million active entities.
+
+Data: generated (``streams.generator.TrafficGenerator``: realistic orders with items,
+addresses, e-mails, devices, IPs), not real. Throughput is orders per CPU-second of
+this process (``time.process_time``), i.e. "on one core", which stays meaningful on a
+machine shared with other work; wall-clock figures are printed beside it.
+
+    python bench/features.py [--orders 20000] [--batch 500] [--redis-url redis://127.0.0.1:6379/15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import resource
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from contracts import Order  # noqa: E402
+from features import OrderFeaturizer, build_state  # noqa: E402
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        pages = int(fh.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def generated(n: int, seed: int = 7) -> list[Order]:
+    from streams.generator import GeneratorConfig, TrafficGenerator
+
+    gen = TrafficGenerator(GeneratorConfig(seed=seed, customers=max(2000, n // 10)))
+    return [ev.event for ev in gen.events(n) if isinstance(ev.event, Order)][:n]
+
+
+def throughput(name: str, featurizer: OrderFeaturizer, orders: list[Order], batch: int) -> float:
+    featurizer.featurize(orders[:batch])  # warm caches (imports, zoneinfo, regexes)
+    rest = orders[batch:]
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    for i in range(0, len(rest), batch):
+        featurizer.featurize(rest[i : i + batch])
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    rate = len(rest) / cpu
+    print(f"{name:>8}: {len(rest):,} orders in batches of {batch}: {rate:,.0f} orders/CPU-s "
+          f"({len(rest) / wall:,.0f} orders/s wall, {1e6 * cpu / len(rest):.0f} us CPU/order)")
+    return rate
+
+
+def unique_entity_orders(n: int) -> list[Order]:
+    """Orders whose customer, e-mail, card, device, IP and address are all new."""
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    out = []
+    for i in range(n):
+        out.append(Order.model_validate({
+            "order_id": f"m-{i}", "created_at": (t0 + timedelta(seconds=i)).isoformat(),
+            "customer": {"customer_id": f"c-{i}", "email": f"user{i}@example.com"},
+            "payment": {"card_fingerprint": f"fp-{i}", "amount": "25.00", "currency": "EUR"},
+            "shipping_address": {"line1": f"{i} Main Street", "postal_code": f"{i % 99999:05d}", "country": "DE"},
+            "ip_address": f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}", "device_id": f"d-{i}",
+            "merchant_id": f"m-{i % 50}",
+            "items": [{"sku": f"SKU-{i % 500}", "quantity": 1, "unit_price": "25.00"}],
+        }))
+    return out
+
+
+def memory_per_million(n: int, batch: int) -> None:
+    orders = unique_entity_orders(n)
+    gc.collect()
+    before = _rss_mb()
+    f = OrderFeaturizer(state=build_state("memory"))
+    for i in range(0, n, batch):
+        f.featurize(orders[i : i + batch])
+    gc.collect()
+    after = _rss_mb()
+    entities = n * 7  # customer, e-mail, card, IP, IP /24 (mostly new), device, address
+    per_m = (after - before) / entities * 1e6
+    print(f"  memory: {n:,} orders with {entities:,} new entities (+ {len(f.state):,} state objects): "
+          f"+{after - before:,.0f} MB RSS -> {per_m:,.0f} MB per million active entities "
+          f"(incl. order records and the re-delivery cache); peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3:,.0f} MB")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--orders", type=int, default=20_000)
+    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--redis-url", default=os.environ.get("RISKWIRE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
+    ap.add_argument("--memory-orders", type=int, default=100_000)
+    args = ap.parse_args()
+
+    orders = generated(args.orders)
+    print(f"generated {len(orders):,} orders ({orders[0].created_at:%Y-%m-%d} .. {orders[-1].created_at:%Y-%m-%d})")
+    throughput("memory", OrderFeaturizer(state=build_state("memory")), orders, args.batch)
+    try:
+        import redis
+
+        redis.Redis.from_url(args.redis_url, socket_connect_timeout=1).ping()
+    except Exception as exc:
+        print(f"   redis: skipped ({type(exc).__name__}: {exc})")
+    else:
+        prefix = f"rw-bench-{uuid.uuid4().hex[:8]}"
+        store = build_state("redis", redis_url=args.redis_url, key_prefix=prefix)
+        try:
+            throughput("redis", OrderFeaturizer(state=store), orders, args.batch)
+        finally:
+            store.clear()  # type: ignore[attr-defined]
+            store.close()
+    memory_per_million(args.memory_orders, args.batch)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,3 @@
+"""Migration scripts (one revision per file)."""
+
+__all__: list[str] = []
