@@ -94,6 +94,11 @@ def main() -> int:
     ap.add_argument("--memory-orders", type=int, default=100_000)
     args = ap.parse_args()
 
+    import timeit
+
+    ref = min(timeit.repeat("s = 0\nfor i in range(1_000_000): s += i", number=1, repeat=3)) * 1000
+    print(f"machine reference: a 1M-iteration pure-Python loop takes {ref:.0f} ms "
+          f"(~25-30 ms on an idle modern core; scale the figures below by it); load {os.getloadavg()[0]:.1f}")
     orders = generated(args.orders)
     print(f"generated {len(orders):,} orders ({orders[0].created_at:%Y-%m-%d} .. {orders[-1].created_at:%Y-%m-%d})")
     throughput("memory", OrderFeaturizer(state=build_state("memory")), orders, args.batch)

@@ -254,6 +254,8 @@ class Decision(_Out):
     signals: dict[str, float] = Field(default_factory=dict)
     text_labels: dict[str, float] = Field(default_factory=dict)
     text_spans: list[TextSpan] = Field(default_factory=list)
+    #: Recurring-phrase cluster of the order's text, when several accounts share it.
+    cluster_id: str | None = None
     contributions: list[FeatureContribution] = Field(default_factory=list)
     rule_hits: list[RuleHit] = Field(default_factory=list)
     #: Which model family produced ``score``: "unsupervised" until enough labels exist.

@@ -160,6 +160,10 @@ def create_app(services: Services) -> FastAPI:
 
     @app.get("/metrics", tags=["ops"], include_in_schema=False)
     def metrics(services: ServicesDep) -> Response:
+        store = services.extras.get("case_store")
+        if store is not None:
+            # Queue depth and age move while nobody acts on the queue: refresh on scrape.
+            store.refresh_metrics(services.metrics, min_interval_s=5)
         return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     _mount_routes(app)

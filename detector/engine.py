@@ -256,6 +256,7 @@ class Engine:
                     signals=signals,
                     text_labels={k: round(v, 4) for k, v in text.labels.items()},
                     text_spans=list(text.spans),
+                    cluster_id=text.cluster_id,
                     contributions=contributions,
                     rule_hits=list(outcomes[i].hits),
                     model_kind=scores.kind if scores is not None else "none",

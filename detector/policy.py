@@ -148,7 +148,11 @@ class Policy:
                 continue
             code, detail = describe_contribution(self.schema, c.feature, c.value)
             reasons.append(Reason(code=code, detail=detail[:512], contribution=c.contribution))
-        return Verdict(score=score, action=action, reasons=reasons[: self.max_reasons])
+        # A rule and the text stage may name the same finding: keep its first wording.
+        unique: dict[str, Reason] = {}
+        for reason in reasons:
+            unique.setdefault(reason.code, reason)
+        return Verdict(score=score, action=action, reasons=list(unique.values())[: self.max_reasons])
 
 
 def policy_from_settings(settings: Any, *, schema: FeatureSchema | None = None) -> Policy:

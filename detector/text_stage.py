@@ -146,10 +146,19 @@ class TextVerdict:
 
 
 def needs_llm(v: TextVerdict) -> bool:
-    """Tier 3 only where tiers 1-2 are unsure or flag something (never for empty text)."""
+    """Tier 3 only where tiers 1-2 are unsure or flag something (never for empty text).
+
+    Address lines go only when they flag something other than gibberish: a street line
+    is short, the LLM reads it no better than the patterns, and a gibberish-looking line
+    (often a foreign street name) is not worth a call (keeps demo orders reaching the
+    LLM under 10%, ``bench/text_llm.py``).
+    """
     if v.empty:
         return False
-    return v.uncertain or any(lab != "benign" for lab in v.labels)
+    flagged = [lab for lab in v.labels if lab != "benign"]
+    if "address" in v.field:
+        return any(lab != "gibberish" for lab in flagged)
+    return v.uncertain or bool(flagged)
 
 
 def head_feature_names(dim: int = 512) -> tuple[str, ...]:
@@ -397,6 +406,9 @@ class TextStage:
     """
 
     schema = TEXT_FEATURES
+    #: Tier-3 seam for late verdicts (``detector.redecide.LateVerdicts``, set by the
+    #: composition root): orders whose LLM answer missed the budget are handed to it.
+    late: Any = None
 
     def __init__(self, classifier: TextClassifier, *, llm: LlmReviewer | None = None) -> None:
         self.classifier = classifier
@@ -404,7 +416,15 @@ class TextStage:
 
     def analyze(self, orders: Sequence[Order], *, budget_s: float) -> list[TextResult]:
         per_order = [_order_inputs(o) for o in orders]
-        return self._analyze(per_order, budget_s=budget_s)
+        results = self._analyze(per_order, budget_s=budget_s)
+        if self.late is not None and budget_s > 0:
+            # The texts exactly as tier 3 received them (redacted, cut), so the late
+            # tracker finds their verdicts in the LLM cache.
+            cut = self.classifier.extractor.max_chars
+            for order, items, res in zip(orders, per_order, results, strict=True):
+                if any(d.signal == "text_llm" and d.reason.startswith("no answer") for d in res.degraded):
+                    self.late.track(order, [redact(it.text[:cut]) for it in items if it.text])
+        return results
 
     def analyze_returns(self, returns: Sequence[ReturnRequest], *, budget_s: float) -> list[TextResult]:
         """The same for return requests: the reason text, clustered across accounts."""

@@ -62,6 +62,17 @@ class Services:
     #: matching cases on chargebacks and refunds).
     label_sinks: list[Callable[[list[Label]], None]] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
+    #: Called in reverse order by :meth:`close` (flush queues, stop watchers).
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        """Flush what is queued and stop background threads; idempotent."""
+        while self.closers:
+            closer = self.closers.pop()
+            try:
+                closer()
+            except Exception:
+                log.exception("error while closing %r", closer)
 
     def after_decisions(self, decisions: list[Decision], orders: Mapping[str, Order] | None = None) -> None:
         for sink in self.decision_sinks:
@@ -214,11 +225,26 @@ def build_services(
     )
     services = Services(settings=settings, metrics=metrics, engine=engine, featurizer=featurizer, rules=rules, text=text)
     services.extras["drift"] = drift
+    services.closers.append(rules.stop)
+    _wire_review_queue(services)
     # Tier-3 LLM, late re-decisions and return decisions (see detector.llm).
     from detector.llm import wire_tier3_and_returns
 
     wire_tier3_and_returns(services)
     return services
+
+
+def _wire_review_queue(services: Services) -> None:
+    """Cases for reviews (and every decision indexed for linked evidence); labels close cases."""
+    from detector.review import CaseSink, CaseStore, LabelSink
+
+    store = CaseStore.from_url(services.settings.store.database_url)  # migrates to head
+    # Background writes: a checkout answer never waits on the case store.
+    sink = CaseSink(store, metrics=services.metrics, background=True)
+    services.decision_sinks.append(sink)
+    services.closers.append(sink.flush)
+    services.label_sinks.append(LabelSink(store, metrics=services.metrics))
+    services.extras["case_store"] = store
 
 
 def engine_version() -> str:

@@ -77,6 +77,12 @@ class FlatForest:
         #: LightGBM's text model: the artifact that is saved and verified.
         self.model_text = model_text
         self.base_value = float(value[roots].sum())
+        # LightGBM's missing-value rules, resolved per node once: a NaN input is 0 unless
+        # the node has a NaN rule; a missing value (NaN under "NaN", zero under "Zero")
+        # follows default_left, anything else compares with the threshold
+        self._zero_rule = missing == 1
+        self._zero_rule_any = bool(self._zero_rule.any())
+        self._nan_left = np.where(missing == 0, 0.0 <= threshold, default_left)
 
     @classmethod
     def from_model_text(cls, text: str) -> FlatForest:
@@ -151,28 +157,33 @@ class FlatForest:
             raise ValueError(f"expected shape (n, {self.n_features}), got {X.shape}")
         n, d = X.shape
         idx = np.broadcast_to(self.roots, (n, self.roots.shape[0])).copy()
-        rows = np.arange(n)[:, None]
-        contrib = np.zeros(n * d) if explain else None
-        flat_row = (np.arange(n) * d)[:, None]
+        flat = X.ravel()
+        row_base = (np.arange(n) * d)[:, None]
+        has_nan = bool(np.isnan(flat).any())
+        val = self.value[idx]
+        cells: list[np.ndarray] = []
+        deltas: list[np.ndarray] = []
         for _ in range(self.depth):
-            feat = self.feature[idx]
-            x = X[rows, feat]
-            mt = self.missing[idx]
-            nan = np.isnan(x)
-            # LightGBM: NaN is 0 unless the split has a NaN rule; then the missing rule
-            x0 = np.where(nan & (mt != 2), 0.0, x)
-            is_missing = ((mt == 1) & (np.abs(x0) <= _ZERO)) | ((mt == 2) & nan)
-            go_left = np.where(is_missing, self.default_left[idx], x0 <= self.threshold[idx])
-            nxt = np.where(go_left, self.left[idx], self.right[idx])
-            if contrib is not None:
-                moved = nxt != idx
-                if moved.any():
-                    delta = self.value[nxt] - self.value[idx]
-                    contrib += np.bincount((flat_row + feat)[moved], weights=delta[moved],
-                                           minlength=n * d)
-            idx = nxt
-        raw = self.value[idx].sum(axis=1)
-        return raw, None if contrib is None else contrib.reshape(n, d)
+            cell = row_base + self.feature[idx]
+            x = flat[cell]
+            go_left = x <= self.threshold[idx]
+            if self._zero_rule_any:
+                tiny = (np.abs(x) <= _ZERO) & self._zero_rule[idx]
+                go_left = np.where(tiny, self.default_left[idx], go_left)
+            if has_nan:
+                # where the row's value is missing, the node's precomputed NaN direction
+                go_left = np.where(np.isnan(x), self._nan_left[idx], go_left)
+            idx = np.where(go_left, self.left[idx], self.right[idx])
+            if explain:
+                nxt_val = self.value[idx]
+                cells.append(cell)
+                deltas.append(nxt_val - val)  # 0 once a tree sits in its leaf
+                val = nxt_val
+        if not explain:
+            return self.value[idx].sum(axis=1), None
+        contrib = np.bincount(np.concatenate(cells).ravel(), weights=np.concatenate(deltas).ravel(),
+                              minlength=n * d) if cells else np.zeros(n * d)
+        return val.sum(axis=1), contrib.reshape(n, d)
 
     def shap(self, X: np.ndarray) -> np.ndarray:
         """Exact TreeSHAP contributions from LightGBM (slow per row; offline use)."""

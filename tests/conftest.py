@@ -164,11 +164,13 @@ def trained_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 @pytest.fixture
-def services_factory(trained_data_dir: Any, tmp_path: Any) -> Callable[..., Any]:
+def services_factory(trained_data_dir: Any, tmp_path: Any) -> Iterator[Callable[..., Any]]:
     """Build real Services (engine with featuriser, model, rules) around the trained registry."""
     from detector.settings import ModelSettings, StoreSettings
     from detector.wiring import build_services
     from tests.support import engine_settings
+
+    built: list[Any] = []
 
     def make(**sections: Any) -> Any:
         settings = engine_settings(
@@ -178,6 +180,10 @@ def services_factory(trained_data_dir: Any, tmp_path: Any) -> Callable[..., Any]
         )
         if sections:
             settings = settings.model_copy(update=sections)
-        return build_services(settings, metrics=None)
+        services = build_services(settings, metrics=None)
+        built.append(services)
+        return services
 
-    return make
+    yield make
+    for services in built:
+        services.close()

@@ -119,10 +119,13 @@ def worker(
         services=services, topics=settings.kafka, metrics=services.metrics,
         returns_handler=services.extras.get("returns_handler"),
     )
-    run_worker(
-        processor=processor, settings=settings.kafka, bootstrap_servers=servers,
-        metrics=services.metrics, stop=stop, on_decisions=services.after_decisions,
-    )
+    try:
+        run_worker(
+            processor=processor, settings=settings.kafka, bootstrap_servers=servers,
+            metrics=services.metrics, stop=stop, on_decisions=services.after_decisions,
+        )
+    finally:
+        services.close()
     log.info("worker stopped cleanly")
 
 
@@ -156,14 +159,19 @@ def serve(
 
         services.extras["bootstrap_servers"] = settings.kafka.bootstrap_servers
         # Analysts' verdicts in the UI become Labels on the labels topic.
-        services.publish_label = LabelPublisher(
+        publisher = LabelPublisher(
             bootstrap_servers=settings.kafka.bootstrap_servers, topic=settings.kafka.labels_topic
         )
+        services.publish_label = publisher
+        services.closers.append(publisher.close)
     app = create_app(services)
-    uvicorn.run(
-        app, host=host or settings.api.host, port=port or settings.api.port,
-        log_level=log_level.lower(), access_log=False,
-    )
+    try:
+        uvicorn.run(
+            app, host=host or settings.api.host, port=port or settings.api.port,
+            log_level=log_level.lower(), access_log=False,
+        )
+    finally:
+        services.close()
 
 
 def generate(

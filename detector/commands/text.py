@@ -67,6 +67,8 @@ def verdict_json(item_id: str, v: Any) -> dict[str, Any]:
         "cluster_id": cluster.cluster_id if cluster is not None else None,
         "phrase_cluster_size_7d": cluster.size_7d if cluster is not None else None,
         "phrase_cluster_accounts_7d": cluster.accounts_7d if cluster is not None else None,
+        "phrase_cluster_stands_out": cluster.stands_out if cluster is not None else None,
+        "phrase_common": cluster.common if cluster is not None else None,
         "redacted": v.redacted,
     }
 

@@ -5,6 +5,8 @@ verdict helper that turns an analyst's verdict into a published Label.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -26,20 +28,76 @@ class CaseSink:
 
     Wire it into ``Services.decision_sinks``; pass the batch's orders (by order id) so
     cases hold the order and linked evidence gets its entity keys.
+
+    With ``background=True`` a call only enqueues; one daemon thread writes the queued
+    batches together. Use it on the checkout path, where a database write must not
+    sit inside the request's latency budget. When the queue is full the caller writes
+    itself (back-pressure, never a dropped case). ``flush()`` waits for the queue.
     """
 
-    def __init__(self, store: CaseStore, *, metrics: Metrics | None = None, metrics_interval_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        store: CaseStore,
+        *,
+        metrics: Metrics | None = None,
+        metrics_interval_s: float = 1.0,
+        background: bool = False,
+        max_queue: int = 10_000,
+    ) -> None:
         self.store = store
         self.metrics = metrics
         self.metrics_interval_s = metrics_interval_s
+        self._queue: queue.Queue[tuple[list[Decision], dict[str, Order]]] | None = None
+        if background:
+            self._queue = queue.Queue(maxsize=max_queue)
+            threading.Thread(target=self._drain, name="riskwire-case-sink", daemon=True).start()
 
     def __call__(self, decisions: list[Decision], orders: Mapping[str, Order] | None = None) -> None:
+        if not decisions:
+            return
+        if self._queue is not None:
+            try:
+                self._queue.put_nowait((list(decisions), dict(orders or {})))
+                return
+            except queue.Full:
+                log.warning("case sink queue is full: writing in the caller")
+        self._write(decisions, orders)
+
+    def _write(self, decisions: Sequence[Decision], orders: Mapping[str, Order] | None) -> None:
         counts = self.store.record_decisions(decisions, orders)
         if counts["opened"] or counts["updated"]:
             log.info("review cases: %d opened, %d updated from %d decisions",
                      counts["opened"], counts["updated"], len(decisions))
         if self.metrics is not None:
             self.store.refresh_metrics(self.metrics, min_interval_s=self.metrics_interval_s)
+
+    def _drain(self) -> None:
+        q = self._queue
+        if q is None:
+            return
+        while True:
+            items = [q.get()]
+            # Merge whatever else is waiting: one transaction for many checkout decisions.
+            while len(items) < 500:
+                try:
+                    items.append(q.get_nowait())
+                except queue.Empty:
+                    break
+            decisions = [d for ds, _ in items for d in ds]
+            orders = {k: v for _, os in items for k, v in os.items()}
+            try:
+                self._write(decisions, orders)
+            except Exception:
+                # The loop must survive a database outage; these cases are lost, and said so.
+                log.exception("case sink failed for %d decisions", len(decisions))
+            finally:
+                for _ in items:
+                    q.task_done()
+
+    def flush(self) -> None:
+        """Block until every queued decision is written (background mode)."""
+        if self._queue is not None:
+            self._queue.join()
 
 
 class LabelSink:

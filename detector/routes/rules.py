@@ -18,7 +18,8 @@ from rules import LIST_KINDS, NamedList, ReloadResult, RuleCompileError, Ruleset
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/rules", tags=["rules"])
+# Router-wide: authentication is checked before any other dependency (the holder) runs.
+router = APIRouter(prefix="/v1/rules", tags=["rules"], dependencies=[Depends(require_role("analyst"))])
 
 Analyst = Annotated[Principal, Depends(require_role("analyst"))]
 Lead = Annotated[Principal, Depends(require_role("lead"))]

@@ -115,3 +115,23 @@ def test_windowed_and_distinct_counters():
     dc = DistinctCounter(state, namespace="acc", windows_s=(60, 3600))
     got = dc.observe([("k", "a", 0.0), ("k", "b", 10.0), ("k", "a", 20.0), ("k", "c", 200.0)])
     assert got == [[1, 1], [2, 2], [2, 2], [1, 3]]
+
+
+@settings(max_examples=150, deadline=None)
+@given(adds=st.lists(st.tuples(st.integers(0, 4), st.integers(0, 1000)), max_size=12),
+       hi=st.integers(0, 1200), extra=st.one_of(st.none(), st.integers(0, 5)), cutoff=st.integers(-1, 1000))
+def test_distinct_set_matches_brute_force(adds, hi, extra, cutoff):
+    d = DistinctSet(cap=1000)
+    last: dict[int, int] = {}
+    for m, t in adds:
+        d.add(member_digest(str(m)), t)
+        last[m] = max(t, last.get(m, t))
+    spans = (100, 600)
+    x = None if extra is None else member_digest(str(extra))
+    expected = [len({m for m, t in last.items() if t > hi - s} | ({extra} if extra is not None else set())) for s in spans]
+    assert d.counts(hi, spans, extra=x) == expected
+    assert len(d) == len(last)
+    again = DistinctSet.from_bytes(d.to_bytes())
+    assert again.seen == d.seen and again.counts(hi, spans, extra=x) == expected
+    d.prune(cutoff)
+    assert sorted(d.seen.values()) == sorted(t for t in last.values() if t > cutoff)

@@ -10,14 +10,23 @@ from typing import Any
 import numpy as np
 import pytest
 
-from models import COPOD, ECOD, HBOS, IForest, NotFittedError, UnsupervisedEnsemble
+from models import (
+    COPOD,
+    ECOD,
+    HBOS,
+    IForest,
+    NotFittedError,
+    UnsupervisedEnsemble,
+    make_unsupervised_ensemble,
+)
 
 SCORERS: dict[str, Callable[[], Any]] = {
     "ecod": lambda: ECOD(),
     "copod": lambda: COPOD(),
     "hbos": lambda: HBOS(),
     "iforest": lambda: IForest(n_estimators=30, random_state=0),
-    "ensemble": lambda: UnsupervisedEnsemble(n_estimators=30, random_state=0),
+    "default-ensemble": lambda: make_unsupervised_ensemble(random_state=0),
+    "ensemble-equal": lambda: UnsupervisedEnsemble(n_estimators=30, random_state=0),
     "ensemble-median": lambda: UnsupervisedEnsemble(
         combination="median", n_estimators=30, random_state=0),
     "ensemble-ecod-hbos": lambda: UnsupervisedEnsemble(members=("ecod", "hbos"), random_state=0),

@@ -156,10 +156,9 @@ def test_every_other_router_checks_roles_and_analysts_cannot_change_rules(env):
         concrete = re.sub(r"\{[^}]+\}", "1", path)
         for method in ops:
             anon = client.request(method.upper(), concrete, json={})
-            # 501/503: a collaborator the stub services lack; refused before any data is read.
-            assert anon.status_code in (401, 403, 501, 503), (method, path, anon.status_code)
+            assert anon.status_code in (401, 403), (method, path, anon.status_code)
             as_checkout = client.request(method.upper(), concrete, json={}, headers=_auth(CHECKOUT_TOKEN))
-            assert as_checkout.status_code in (401, 403, 501, 503), (method, path, as_checkout.status_code)
+            assert as_checkout.status_code in (401, 403), (method, path, as_checkout.status_code)
             checked += 1
     assert checked >= 10
     if importlib.util.find_spec("detector.routes.rules") is None:

@@ -358,3 +358,13 @@ def test_the_migrated_sqlite_schema_matches_the_declared_tables(store):
         assert compare_metadata(ctx, metadata) == []
     store.downgrade("base")
     assert store.current_revision() is None
+
+
+def test_a_background_case_sink_writes_queued_batches_together(store, order_factory):
+    sink = CaseSink(store, background=True)
+    orders = [_order(order_factory, i) for i in range(20)]
+    for o in orders:  # one decision per call, as on the checkout path
+        sink([make_decision(o)], {o.order_id: o})
+    sink.flush()
+    assert store.count() == 20
+    assert store.get_case(store.queue()[0]["id"])["order_json"] is not None

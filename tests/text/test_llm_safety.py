@@ -90,3 +90,18 @@ def test_sync_path_budget_zero_never_calls(classifier: Any, order_factory: Any) 
     assert client.calls == []
     assert "prompt_injection" in res.labels
     assert not any(d.signal == "text_llm" for d in res.degraded)
+
+
+def test_address_lines_reach_the_llm_only_for_real_flags() -> None:
+    from detector.text_stage import TextVerdict, needs_llm
+
+    def v(field: str, labels: dict[str, float], uncertain: bool = False) -> TextVerdict:
+        return TextVerdict(labels=labels, confidences=dict(labels), tier="patterns", spans=(), language="de",
+                           redacted="x", field=field, uncertain=uncertain)
+
+    assert not needs_llm(v("shipping_address.line1", {"gibberish": 0.95}))
+    assert not needs_llm(v("billing_address.line1", {"benign": 0.4}, uncertain=True))
+    assert needs_llm(v("shipping_address.line1", {"reshipping": 0.9, "gibberish": 0.9}))
+    assert needs_llm(v("note", {"gibberish": 0.95}))
+    assert needs_llm(v("note", {"benign": 0.4}, uncertain=True))
+    assert not needs_llm(v("note", {"benign": 0.99}))
