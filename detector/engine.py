@@ -130,9 +130,11 @@ class Engine:
         text: TextStage | None = None,
         explain: int = 5,
         text_budget_s: Mapping[str, float] | None = None,
+        challenger: RiskModel | None = None,
     ) -> None:
         self._featurizer = featurizer
         self._model = model
+        self._challenger = challenger
         self._rules = rules
         self._policy = policy
         self._metrics = metrics
@@ -157,6 +159,14 @@ class Engine:
         for listener in self._model_listeners:
             listener(model)
 
+    @property
+    def challenger(self) -> RiskModel | None:
+        return self._challenger
+
+    def swap_challenger(self, model: RiskModel | None) -> None:
+        """Set (or clear) the shadow challenger: scored and recorded, never acted on."""
+        self._challenger = model
+
     def on_model_swap(self, listener: Callable[[RiskModel], None]) -> None:
         """Call ``listener`` with each new model (the drift monitor resets its reference)."""
         self._model_listeners.append(listener)
@@ -169,7 +179,7 @@ class Engine:
             return []
         started = time.perf_counter()
         # One model and one ruleset per batch: no decision mixes two versions.
-        model, ruleset = self._model, self._rules.current
+        model, ruleset, challenger = self._model, self._rules.current, self._challenger
         feature_names = model.feature_names
         stage = self._metrics.stage_timer
 
@@ -196,6 +206,7 @@ class Engine:
                 self._metrics.model_errors.labels(model="primary").inc()
                 degraded_model = Degradation(signal="model", reason=str(exc)[:200])
                 scores = None
+            shadow_scores = self._score_challenger(challenger, rows, X if scores is not None else None, feature_names)
 
         decisions: list[Decision] = []
         with stage("rules"):
@@ -243,6 +254,18 @@ class Engine:
                     features=rows[i],
                 )
             )
+            shadow = None
+            if shadow_scores is not None and challenger is not None:
+                # The challenger sees the same text and rule hits; only its score differs.
+                sv = self._policy.decide(
+                    PolicyInput(
+                        model_risk=float(shadow_scores.risk[i]), model_kind=shadow_scores.kind,
+                        text_risk=text.risk, text_labels=text.labels, rule_hits=outcomes[i].hits,
+                    )
+                )
+                shadow = {"model": challenger.version, "kind": shadow_scores.kind,
+                          "score": sv.score, "action": sv.action}
+                self._metrics.shadow_decisions.labels(action=sv.action).inc()
             signals = {} if scores is None else {k: round(float(v[i]), 6) for k, v in scores.signals.items()}
             decisions.append(
                 Decision(
@@ -263,6 +286,7 @@ class Engine:
                     versions=versions,
                     latency_ms=round(per_order_ms, 3),
                     degraded=degraded,
+                    shadow=shadow,
                 )
             )
         self._metrics.observe_decisions(decisions, path=path, seconds=time.perf_counter() - started, rows=rows)
@@ -270,6 +294,21 @@ class Engine:
 
     def apply_labels(self, labels: Sequence[Label]) -> None:
         self._featurizer.apply_labels(labels)
+
+    def _score_challenger(
+        self, challenger: RiskModel | None, rows: Sequence[Mapping[str, Any]], X: np.ndarray | None,
+        primary_names: Sequence[str],
+    ) -> ModelScores | None:
+        if challenger is None:
+            return None
+        try:
+            same = X is not None and tuple(challenger.feature_names) == tuple(primary_names)
+            Xc = X if same else _matrix(rows, challenger.feature_names)
+            return challenger.score(Xc, explain=0)
+        except RiskwireError:
+            # A broken challenger must never cost a decision; it is counted and skipped.
+            self._metrics.model_errors.labels(model="challenger").inc()
+            return None
 
 
 def _matrix(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> np.ndarray:

@@ -140,6 +140,7 @@ class Metrics:
     stage_latency: Histogram
     degraded: Counter
     model_errors: Counter
+    shadow_decisions: Counter
     rule_hits: Counter
     reasons: Counter
     llm_requests: Counter
@@ -219,6 +220,11 @@ class Metrics:
             ),
             model_errors=Counter(
                 "riskwire_model_errors_total", "Model scoring failures.", ["model"], registry=r,
+            ),
+            shadow_decisions=Counter(
+                "riskwire_shadow_decisions_total",
+                "What the shadow challenger model would have done, by action (never acted on).",
+                ["action"], registry=r,
             ),
             rule_hits=Counter(
                 "riskwire_rule_hits_total", "Rule hits by rule id, shadow rules included.",

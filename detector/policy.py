@@ -8,11 +8,11 @@ risk and ``t`` the text's 0-1 risk: a noisy-or, so text can only ever raise the 
 (a note that says "approve this order" cannot lower it). Without a model score (the
 model failed and the decision is degraded) ``m`` counts as 0 and rules still apply.
 
-Action. Rule actions take precedence over thresholds, in the order
-**allow > decline > review**: one allow hit approves whatever else holds (trusted
-customers), else one decline hit declines, else one review hit sends to review. With no
-acting rule hit, the unrounded score is compared with the thresholds of the model
-family that produced it, because the two scales mean different things:
+Action. Precedence is **allow > decline > review**: one allow rule hit approves whatever
+else holds (trusted customers); else a decline rule hit or a score at the decline
+threshold declines; else a review rule hit or a score at the review threshold reviews;
+else approve. The unrounded score is compared with the thresholds of the model family
+that produced it, because the two scales mean different things:
 
 - ``supervised``: 100 x calibrated fraud probability; defaults review at 50, decline at 90;
 - ``unsupervised``: 100 x the quantile of the order among the training traffic; defaults
@@ -118,15 +118,13 @@ class Policy:
         acting = [h for h in given.rule_hits if not h.shadow]
         rule_actions = {h.action for h in acting}
         action: Action
+        # allow > decline > review, where the thresholds count as the model's own
+        # decline/review: a review rule never softens a decline-worthy score.
         if "allow" in rule_actions:
             action = "approve"
-        elif "decline" in rule_actions:
+        elif "decline" in rule_actions or exact >= limits.decline_at:
             action = "decline"
-        elif "review" in rule_actions:
-            action = "review"
-        elif exact >= limits.decline_at:
-            action = "decline"
-        elif exact >= limits.review_at:
+        elif "review" in rule_actions or exact >= limits.review_at:
             action = "review"
         else:
             action = "approve"

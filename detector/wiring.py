@@ -28,6 +28,7 @@ from detector.settings import Settings
 __all__ = [
     "DecisionSink",
     "Services",
+    "build_challenger",
     "build_engine",
     "build_featurizer",
     "build_model",
@@ -150,6 +151,19 @@ def build_model(
     return registry.load_current(schema=schema)
 
 
+def build_challenger(settings: Settings, *, schema: FeatureSchema) -> RiskModel | None:
+    """The registry's shadow challenger, if one is set and fits the feature schema."""
+    from contracts import ConfigError
+    from models import ModelRegistry
+
+    registry = ModelRegistry(settings.models.registry_dir)
+    try:
+        return registry.load_challenger(schema=schema)
+    except ConfigError as exc:
+        log.warning("shadow challenger not loaded: %s", exc)
+        return None
+
+
 def _num(value: Any) -> float:
     if value is None:
         return float("nan")
@@ -216,6 +230,7 @@ def build_services(
     model = build_model(settings, schema=featurizer.schema, history=history)
     rules = build_rules(settings, schema=_attribute_schema(featurizer, text))
     engine = build_engine(settings, metrics=metrics, featurizer=featurizer, model=model, rules=rules, text=text)
+    engine.swap_challenger(build_challenger(settings, schema=featurizer.schema))
     from detector.drift import attach_drift_monitor, reference_from_model
 
     drift = attach_drift_monitor(metrics, reference=reference_from_model(model))

@@ -77,9 +77,10 @@ def load_table(
 ) -> Table:
     """Read a featurised parquet into a :class:`Table` (rows in event-time order)."""
     import pandas as pd
+    import pyarrow.parquet as pq
 
-    df = pd.read_parquet(path)
-    cols = list(df.columns)
+    arrow_schema = pq.read_schema(path)
+    cols = list(arrow_schema.names)
     label = _pick(cols, label_col, LABEL_COLUMNS, "label", required=require_label)
     tcol = _pick(cols, time_col, TIME_COLUMNS, "event-time", required=True)
     ccol = _pick(cols, customer_col, CUSTOMER_COLUMNS, "customer", required=False)
@@ -93,24 +94,46 @@ def load_table(
     elif schema is not None:
         names = [n for n in schema.model_inputs() if n in cols and n not in skip]
     else:
-        names = [c for c in cols if c not in skip and not c.lower().endswith("_id")
-                 and (pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c]))]
+        import pyarrow as pa
+
+        def numeric(name: str) -> bool:
+            t = arrow_schema.field(name).type
+            return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+
+        names = [c for c in cols if c not in skip and not c.lower().endswith("_id") and numeric(c)]
     if not names:
         raise ConfigError("no feature columns found")
-    times = pd.to_datetime(df[tcol])
+    # read only the columns used, batch by batch into one preallocated matrix: a wide
+    # featurised table (1.75M rows x 200 columns) would otherwise be held 3 times over
+    pf = pq.ParquetFile(path)
+    extra = [c for c in (label, tcol, ccol) if c]
+    X = np.empty((pf.metadata.num_rows, len(names)), dtype=np.float64)
+    others: dict[str, list[Any]] = {c: [] for c in extra}
+    row = 0
+    for batch in pf.iter_batches(columns=[*names, *extra], batch_size=65_536):
+        n = batch.num_rows
+        for j, name in enumerate(names):
+            col = batch.column(name).to_pandas()
+            X[row:row + n, j] = pd.to_numeric(col, errors="coerce").astype("float64").to_numpy()
+        for c in extra:
+            others[c].append(batch.column(c).to_pandas())
+        row += n
+    cols_df = {c: pd.concat(v, ignore_index=True) for c, v in others.items()}
+    times = pd.to_datetime(cols_df[tcol])
     if getattr(times.dt, "tz", None) is not None:
         times = times.dt.tz_convert("UTC").dt.tz_localize(None)
-    order = np.argsort(times.to_numpy(), kind="stable")
-    df = df.iloc[order]
-    times = times.iloc[order]
-    X = df[names].apply(pd.to_numeric, errors="coerce").astype("float64").to_numpy()
+    t = times.to_numpy(dtype="datetime64[ns]")
+    if len(t) > 1 and not bool((t[1:] >= t[:-1]).all()):
+        order = np.argsort(t, kind="stable")
+        X, t = X[order], t[order]
+        cols_df = {c: v.iloc[order].reset_index(drop=True) for c, v in cols_df.items()}
     y: Any = None
     if label is not None:
-        raw = df[label]
+        raw = cols_df[label]
         if raw.dtype == object:
             raw = raw.map(lambda v: 1.0 if v in ("fraud", "abuse", True, 1, "1") else
                           (np.nan if v is None else 0.0))
         y = pd.to_numeric(raw, errors="coerce").astype("float64").to_numpy()
-    customers = df[ccol].to_numpy() if ccol else None
-    return Table(X=X, feature_names=tuple(names), y=y, times=times.to_numpy(dtype="datetime64[ns]"),
+    customers = cols_df[ccol].to_numpy() if ccol else None
+    return Table(X=X, feature_names=tuple(names), y=y, times=t,
                  customers=customers, label_col=label, time_col=tcol)

@@ -76,3 +76,47 @@ def test_a_failing_model_degrades_instead_of_failing(services_factory, order_fac
     assert [g.signal for g in d.degraded] == ["model"]
     assert d.model_kind == "none"
     assert d.action in {"approve", "review", "decline"}
+
+
+class _AlarmistModel:
+    """A challenger that thinks everything is fraud: its verdicts must never act."""
+
+    version = "challenger-9"
+    kind = "supervised"
+
+    def __init__(self, names):
+        self.feature_names = names
+
+    def score(self, X, *, explain=5):
+        from contracts.results import ModelScores
+
+        n = X.shape[0]
+        return ModelScores(risk=np.full(n, 99.0), signals={"supervised": np.full(n, 0.99)},
+                           contributions=[[] for _ in range(n)], kind="supervised")
+
+
+def test_challenger_scores_in_shadow_and_never_acts(services_factory):
+    services = services_factory()
+    engine = services.engine
+    orders = _stream(80, seed=8)
+    baseline = services_factory().engine.decide_batch(orders)
+    engine.swap_challenger(_AlarmistModel(engine.model.feature_names))
+    decisions = engine.decide_batch(orders)
+    assert [d.action for d in decisions] == [d.action for d in baseline]
+    assert [d.score for d in decisions] == [d.score for d in baseline]
+    for d in decisions:
+        assert d.shadow is not None
+        assert (d.shadow["model"], d.shadow["kind"]) == ("challenger-9", "supervised")
+        assert d.shadow["score"] >= 99  # text may only raise it
+        allowed = any(h.action == "allow" and not h.shadow for h in d.rule_hits)
+        assert d.shadow["action"] == ("approve" if allowed else "decline")
+    counted = services.metrics.shadow_decisions.labels(action="decline")._value.get()
+    assert counted == sum(1 for d in decisions if d.shadow["action"] == "decline") > 0
+
+
+def test_a_broken_challenger_costs_nothing(services_factory, order_factory):
+    services = services_factory()
+    services.engine.swap_challenger(_BrokenModel(services.engine.model.feature_names))
+    d = services.engine.decide(order_factory(order_id="o-eng-3"))
+    assert d.shadow is None and not d.degraded
+    assert services.metrics.model_errors.labels(model="challenger")._value.get() == 1

@@ -40,6 +40,13 @@ def test_rule_precedence_allow_then_decline_then_review():
     assert p.decide(PolicyInput(model_risk=1, rule_hits=[hit("review", "v")])).action == "review"
 
 
+def test_a_review_rule_never_softens_a_decline_worthy_score():
+    p = Policy()
+    verdict = p.decide(PolicyInput(model_risk=95, model_kind="supervised", rule_hits=[hit("review", "v")]))
+    assert verdict.action == "decline"
+    assert p.decide(PolicyInput(model_risk=95, model_kind="supervised", rule_hits=[hit("allow", "a")])).action == "approve"
+
+
 def test_shadow_hits_never_act():
     verdict = Policy().decide(PolicyInput(model_risk=5, rule_hits=[hit("decline", "s", shadow=True)]))
     assert verdict.action == "approve"
