@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -313,14 +314,17 @@ class Engine:
 
 def _matrix(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> np.ndarray:
     """Numeric matrix in the model's column order; missing values become NaN."""
-    X = np.full((len(rows), len(names)), np.nan, dtype=np.float64)
-    for i, row in enumerate(rows):
-        for j, name in enumerate(names):
-            value = row.get(name)
-            if value is None:
-                continue
-            X[i, j] = float(value)
-    return X
+    if not names:
+        return np.empty((len(rows), 0), dtype=np.float64)
+    get = itemgetter(*names)
+    try:
+        # Rows carry every schema key (None when missing): one C-level gather per row.
+        values = [get(row) for row in rows]
+    except KeyError:
+        values = [[row.get(n) for n in names] for row in rows]
+    cells = np.array(values, dtype=object).reshape(len(rows), len(names))
+    cells[np.equal(cells, None)] = np.nan
+    return cells.astype(np.float64)
 
 
 def _jsonable(value: Any) -> float | str | bool | None:
