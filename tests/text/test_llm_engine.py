@@ -1,13 +1,13 @@
 """Tier 3 inside the real engine (``build_services``) against the real local LLM server.
 
 A timeout or a dead endpoint degrades to tiers 1-2 with a ``text_llm`` reason; a
-verdict that misses the stream budget re-decides the order as a new revision. The
+verdict that misses the stream budget is covered in ``test_llm_integration.py`` (the
+real server fills the cache late) and ``test_llm_redecide.py`` (the revision). The
 small model's labels are never asserted, only the structure.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -50,32 +50,3 @@ def test_timeout_degrades_and_sync_path_never_waits(services_factory: Any, order
     assert "timeout" in {g.signal: g.reason for g in d.degraded}["text_llm"]
     assert "prompt_injection" in d.text_labels
     assert d.score >= sync.score
-
-
-def test_late_verdict_redecides_through_the_sinks(services_factory: Any, order_factory: Any,
-                                                  llm_base_url: str) -> None:  # noqa: F811
-    services = services_factory(llm=_llm(llm_base_url, stream_budget_s=0.001))
-    late = services.extras["late_verdicts"]
-    seen: list[Any] = []
-    services.decision_sinks.append(seen.extend)
-    order = order_factory(order_id="o-late", note=INJECTION)
-    (first,) = services.engine.decide_batch([order], path="stream")
-    assert "no answer within" in {g.signal: g.reason for g in first.degraded}["text_llm"]
-    assert len(late) == 1
-    services.after_decisions([first])
-    deadline = time.monotonic() + 120
-    revisions: list[Any] = []
-    while len(late) and time.monotonic() < deadline:
-        revisions += late.poll_late()
-        time.sleep(0.1)
-    assert len(late) == 0
-    # The tiny model may or may not add a label: either a revision or "unchanged".
-    assert late.stats["emitted"] + late.stats["unchanged"] == 1
-    for d in revisions:
-        assert d.order_id == "o-late" and d.revision == 2 and d.decision_id != first.decision_id
-        assert d.score >= first.score
-        assert not any(g.signal == "text_llm" for g in d.degraded)
-    # The verdict is cached now: a re-decision on the sync path reads it without a call.
-    again = services.engine.decide(order, path="sync")
-    assert not any(g.signal == "text_llm" for g in again.degraded)
-    assert services.metrics.registry.get_sample_value("riskwire_llm_requests_total", {"outcome": "ok"}) == 1
