@@ -79,7 +79,8 @@ class LlmSettings(_Section):
     model: str = "smollm2-135m-instruct"
     api_key: SecretStr = SecretStr("sk-local")
     timeout_s: float = 2.0
-    stream_budget_s: float = 2.0
+    #: Calls that miss it keep running; their verdict re-decides the order later.
+    stream_budget_s: float = 0.25
     sync_budget_s: float = 0.0
     max_concurrency: int = 2
     redact: bool = True

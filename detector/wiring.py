@@ -215,10 +215,13 @@ def build_engine(
 
 
 def _attribute_schema(featurizer: Featurizer, text: TextStage | None) -> FeatureSchema:
+    """Everything a rule may name: order features, text, model outputs, return features."""
+    from detector.returns import return_attribute_schema
+
     schema = featurizer.schema
     if text is not None:
         schema = schema.merged(text.schema)
-    return schema.merged(ENGINE_ATTRIBUTES)
+    return schema.merged(ENGINE_ATTRIBUTES).merged(return_attribute_schema())
 
 
 def build_services(

@@ -24,6 +24,7 @@ from contracts import Decision, Order, RiskwireError
 from detector.metrics import Metrics
 from detector.settings import KafkaSettings
 from streams.processing import BatchOutcome, BatchProcessor, InRecord, OutRecord
+from streams.serde import encode
 
 __all__ = ["ProduceFailed", "Worker", "install_stop_signals", "make_consumer", "make_producer"]
 
@@ -83,7 +84,9 @@ class Worker:
         settings: KafkaSettings,
         metrics: Metrics,
         on_decisions: Callable[[list[Decision], Mapping[str, Order]], None] | None = None,
+        late: Callable[[], list[Decision]] | None = None,
     ) -> None:
+        self._late = late
         self._consumer = consumer
         self._producer = producer
         self._processor = processor
@@ -98,6 +101,7 @@ class Worker:
             polled = self._consumer.poll(
                 timeout_ms=self._settings.poll_timeout_ms, max_records=self._settings.max_poll_records
             )
+            self._emit_late()
             if not polled:
                 self._update_lag()
                 continue
@@ -132,6 +136,30 @@ class Worker:
             except Exception:
                 log.exception("decision sink failed; decisions are on the topic regardless")
         return outcome
+
+    def _emit_late(self) -> None:
+        """Re-decisions whose LLM verdict arrived after their batch was committed.
+
+        They have no input offsets of their own: if producing them fails, the first
+        decision stands (it is already on the topic) and the loop goes on.
+        """
+        if self._late is None:
+            return
+        revisions = self._late()
+        if not revisions:
+            return
+        topic = self._settings.decisions_topic
+        try:
+            self._produce([OutRecord(topic=topic, key=d.order_id.encode(), value=encode(d)) for d in revisions])
+        except (ProduceFailed, KafkaError) as exc:
+            log.error("%d late re-decisions not produced: %s", len(revisions), exc)
+            return
+        self._metrics.messages_decided.labels(topic="late").inc(len(revisions))
+        if self._on_decisions is not None:
+            try:
+                self._on_decisions(revisions, {})
+            except Exception:
+                log.exception("decision sink failed for late re-decisions")
 
     def _produce(self, out: Sequence[OutRecord]) -> None:
         futures = [
@@ -194,6 +222,7 @@ def run_worker(
     metrics: Metrics,
     stop: threading.Event,
     on_decisions: Callable[[list[Decision], Mapping[str, Order]], None] | None = None,
+    late: Callable[[], list[Decision]] | None = None,
 ) -> None:
     """Build the consumer and producer, run until ``stop``, close everything in order."""
     from streams.admin import ensure_topics
@@ -212,7 +241,7 @@ def run_worker(
         stack.callback(consumer.close, False)
         worker = Worker(
             consumer=consumer, producer=producer, processor=processor,
-            settings=settings, metrics=metrics, on_decisions=on_decisions,
+            settings=settings, metrics=metrics, on_decisions=on_decisions, late=late,
         )
         started = time.monotonic()
         worker.run(stop)

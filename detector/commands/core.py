@@ -123,6 +123,7 @@ def worker(
         run_worker(
             processor=processor, settings=settings.kafka, bootstrap_servers=servers,
             metrics=services.metrics, stop=stop, on_decisions=services.after_decisions,
+            late=getattr(services.extras.get("late_verdicts"), "poll_late", None),
         )
     finally:
         services.close()
