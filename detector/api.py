@@ -15,6 +15,7 @@ import pkgutil
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -22,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contracts import Decision, Order, RiskwireError
 from detector import __version__
-from detector.auth import require_scorer
+from detector.auth import Principal, require_scorer
 from detector.engine import Engine
 from detector.wiring import Services
 
@@ -31,12 +32,19 @@ __all__ = ["EngineDep", "ServicesDep", "create_app", "get_engine", "get_services
 log = logging.getLogger(__name__)
 
 
-def get_services(request: Request) -> Services:
+# Dependencies that do no I/O are ``async``: FastAPI runs a sync dependency in its
+# thread pool, and each hop there costs more than the lookup itself.
+async def get_services(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
-def get_engine(request: Request) -> Engine:
-    return get_services(request).engine
+async def get_engine(request: Request) -> Engine:
+    return (await get_services(request)).engine
+
+
+async def _scorer(request: Request) -> Principal:
+    # Checkout tokens are compared in memory; only an admin's token touches the store.
+    return require_scorer(request)
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
@@ -128,19 +136,12 @@ def create_app(services: Services) -> FastAPI:
         return JSONResponse({"detail": str(exc)[:500]}, status_code=400)
 
     # Checkout tokens only; open on loopback while none is configured (detector.auth).
-    @app.post("/v1/score", response_model=Decision, tags=["checkout"], dependencies=[Depends(require_scorer)])
-    def score(order: Order, services: ServicesDep) -> Response:
+    @app.post("/v1/score", response_model=Decision, tags=["checkout"], dependencies=[Depends(_scorer)])
+    async def score(order: Order, services: ServicesDep) -> Response:
         """Score one order synchronously: an Order in, a Decision out."""
-        decision = services.engine.decide(order, path="sync")
-        if services.decision_sinks:
-            try:
-                services.after_decisions([decision], {order.order_id: order})
-            except Exception:
-                # The checkout answer must not depend on the case store being up.
-                log.exception("decision sink failed for a sync decision")
-        # The Decision is already validated: serialise it once, in Rust, instead of
-        # letting the framework re-validate and re-encode it (milliseconds per call).
-        return Response(decision.model_dump_json(), media_type="application/json")
+        # One thread-pool hop for the CPU-bound part: the engine and the sinks.
+        body = await run_in_threadpool(_score_one, services, order)
+        return Response(body, media_type="application/json")
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:
@@ -171,6 +172,19 @@ def create_app(services: Services) -> FastAPI:
     _mount_routes(app)
     app.add_middleware(BodyLimit, limit=services.settings.api.max_body_bytes)
     return app
+
+
+def _score_one(services: Services, order: Order) -> bytes:
+    decision = services.engine.decide(order, path="sync")
+    if services.decision_sinks:
+        try:
+            services.after_decisions([decision], {order.order_id: order})
+        except Exception:
+            # The checkout answer must not depend on the case store being up.
+            log.exception("decision sink failed for a sync decision")
+    # The Decision is already validated: serialise it once, in Rust, instead of letting
+    # the framework re-validate and re-encode it.
+    return decision.model_dump_json().encode()
 
 
 def _mount_routes(app: FastAPI) -> None:
