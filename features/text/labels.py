@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
+from contracts.labels import TEXT_LABELS
+
 __all__ = ["LABELS", "RISK_LABELS", "RISK_WEIGHTS"]
 
 #: Multi-label set; "benign" is the absence of every other label.
-LABELS: tuple[str, ...] = (
-    "benign",
-    "reshipping",
-    "payment_evasion",
-    "urgency_pressure",
-    "contact_avoidance",
-    "policy_evasion",
-    "prompt_injection",
-    "spam_scam",
-    "abusive",
-    "gibberish",
-)
+LABELS: tuple[str, ...] = TEXT_LABELS
 RISK_LABELS: tuple[str, ...] = LABELS[1:]
 
 #: How much of the 0..1 text risk a label at full confidence carries (combined by noisy-or).

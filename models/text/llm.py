@@ -44,6 +44,7 @@ from typing import Any, Protocol
 import openai
 
 from contracts import SignalUnavailable
+from contracts.labels import TEXT_LABELS
 from models.text.llm_breaker import BreakerState, CircuitBreaker
 from models.text.llm_cache import LlmCache, LruCache
 
@@ -71,20 +72,8 @@ RESPONSE_SCHEMA_VERSION = "1"
 #: Signal name in ``Decision.degraded`` and in ``SignalUnavailable``.
 LLM_SIGNAL = "text_llm"
 
-#: The label set (same as ``features.text.labels.LABELS``; models may not import
-#: features, so a test keeps the two equal).
-LLM_LABELS: tuple[str, ...] = (
-    "benign",
-    "reshipping",
-    "payment_evasion",
-    "urgency_pressure",
-    "contact_avoidance",
-    "policy_evasion",
-    "prompt_injection",
-    "spam_scam",
-    "abusive",
-    "gibberish",
-)
+#: The label set, shared with the text tiers in ``features`` (contracts.labels).
+LLM_LABELS: tuple[str, ...] = TEXT_LABELS
 
 _LABEL_HELP = {
     "benign": "an ordinary request",
