@@ -57,6 +57,8 @@ __all__ = [
     "TextResult",
     "TextStage",
     "decision_id_for",
+    "merge_text",
+    "run_text_stage",
 ]
 
 #: uuid5 namespace for decision ids: the same order and revision give the same id.
@@ -189,14 +191,10 @@ class Engine:
 
         texts: list[TextResult] = [TextResult()] * len(orders)
         if self._text is not None:
+            text_stage, budget = self._text, self._text_budget.get(path, 0.0)
             with stage("text"):
-                try:
-                    texts = self._text.analyze(orders, budget_s=self._text_budget.get(path, 0.0))
-                except SignalUnavailable as exc:
-                    texts = [TextResult(degraded=(Degradation(signal=exc.signal, reason=exc.reason),))] * len(orders)
-            for row, text in zip(rows, texts, strict=True):
-                row.update(text.features)
-                row["text_labels"] = sorted(text.labels)
+                texts = run_text_stage(lambda: text_stage.analyze(orders, budget_s=budget), len(orders))
+            merge_text(rows, texts)
 
         degraded_model: Degradation | None = None
         with stage("models"):
@@ -310,6 +308,22 @@ class Engine:
             # A broken challenger must never cost a decision; it is counted and skipped.
             self._metrics.model_errors.labels(model="challenger").inc()
             return None
+
+
+def run_text_stage(analyze: Callable[[], list[TextResult]], n: int) -> list[TextResult]:
+    """The text stage's results, or ``n`` results that only say why it was unavailable."""
+    try:
+        return analyze()
+    except SignalUnavailable as exc:
+        missing = Degradation(signal=exc.signal, reason=exc.reason[:256])
+        return [TextResult(degraded=(missing,))] * n
+
+
+def merge_text(rows: Sequence[dict[str, Any]], texts: Sequence[TextResult]) -> None:
+    """Text features and labels become attributes for the models and the rules."""
+    for row, text in zip(rows, texts, strict=True):
+        row.update(text.features)
+        row["text_labels"] = sorted(k for k in text.labels if k != "benign")
 
 
 def _matrix(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> np.ndarray:

@@ -35,17 +35,15 @@ from typing import Any, Protocol
 
 from contracts import (
     Decision,
-    Degradation,
     FeatureSchema,
     FeatureSpec,
     ReturnRequest,
-    SignalUnavailable,
     Versions,
 )
 from contracts.events import FeatureContribution
 from contracts.results import TextResult
 from detector import __version__
-from detector.engine import RulesetSource, decision_id_for
+from detector.engine import RulesetSource, decision_id_for, merge_text, run_text_stage
 from detector.metrics import Metrics
 from detector.policy import Policy, PolicyInput, Thresholds, policy_from_settings
 from features.returns import RETURN_SCHEMA, ReturnFeaturizer
@@ -229,14 +227,10 @@ class ReturnsEngine:
 
         texts: list[TextResult] = [TextResult()] * len(returns)
         if self._text is not None:
+            text_stage, budget = self._text, self._text_budget
             with stage("text"):
-                try:
-                    texts = self._text.analyze_returns(returns, budget_s=self._text_budget)
-                except SignalUnavailable as exc:
-                    texts = [TextResult(degraded=(Degradation(signal=exc.signal, reason=exc.reason[:256]),))] * len(returns)
-        for row, text in zip(rows, texts, strict=True):
-            row.update(text.features)
-            row["text_labels"] = sorted(k for k in text.labels if k != "benign")
+                texts = run_text_stage(lambda: text_stage.analyze_returns(returns, budget_s=budget), len(returns))
+        merge_text(rows, texts)
 
         decided_at = datetime.now(UTC)
         decisions: list[Decision] = []
