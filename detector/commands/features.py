@@ -67,15 +67,7 @@ def register(app: typer.Typer) -> None:
         limit: int | None = typer.Option(None, "--limit", help="Only the first N events (by event time)."),
     ) -> None:
         """Featurise history through the streaming code path, in event-time order, to Parquet."""
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
+        from detector.commands._progress import progress_bar
         from features import OrderFeaturizer, build_state
         from features.batch import read_jsonl_events, replay, write_parquet
 
@@ -103,10 +95,7 @@ def register(app: typer.Typer) -> None:
             console_msg = f"jsonl: {n} orders, {len(labels)} labels"
         typer.echo(console_msg, err=True)
         try:
-            with Progress(
-                TextColumn("featurize"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                TimeElapsedColumn(), TimeRemainingColumn(), transient=False,
-            ) as progress:
+            with progress_bar("{task.fields[rate]}") as progress:
                 task = progress.add_task("featurize", total=n, rate="")
                 import time
 

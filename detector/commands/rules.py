@@ -228,15 +228,8 @@ def backtest(
 ) -> None:
     """Replay history through features, the model and a candidate ruleset; report per rule."""
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
 
+    from detector.commands._progress import progress_bar
     from detector.wiring import build_featurizer
     from rules import DEFAULT_RULESET_PATH, RuleCompileError, compile_ruleset, run_backtest
     from rules.report import headline, plot_backtest, render_markdown
@@ -306,11 +299,8 @@ def backtest(
 
     from features.batch import replay
 
-    progress = Progress(
-        TextColumn("[bold]backtest"), BarColumn(), MofNCompleteColumn(), TextColumn("orders"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=console,
-    )
-    task = progress.add_task("replay", total=total)
+    progress = progress_bar("orders", console=console)
+    task = progress.add_task("backtest", total=total)
 
     def rows() -> Iterator[tuple[dict[str, Any], bool | None, float]]:
         for batch, feats in replay(featurizer, orders_iter, label_events, batch_size=1000):
