@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -121,6 +121,19 @@ def _filters_from(params: Any) -> QueueFilter:
         reason=get("reason"), country=(get("country") or "").upper() or None, merchant=get("merchant"),
         shadow=None if shadow is None else shadow == "1",
     )
+
+
+def _form_filters(
+    reason: Annotated[str, Form(max_length=64)] = "",
+    country: Annotated[str, Form(max_length=2)] = "",
+    merchant: Annotated[str, Form(max_length=128)] = "",
+    shadow: Annotated[str, Form(max_length=1)] = "",
+) -> QueueFilter:
+    """The queue filters an action form carries along, so the analyst stays in their view."""
+    return _filters_from({"reason": reason, "country": country, "merchant": merchant, "shadow": shadow})
+
+
+FormFilters = Annotated[QueueFilter, Depends(_form_filters)]
 
 
 def _qs(filters: QueueFilter, **extra: str) -> str:
@@ -244,11 +257,8 @@ def queue(request: Request) -> Response:
 @router.post("/next")
 def claim_next(
     request: Request,
+    filters: FormFilters,
     csrf_token: Annotated[str, Form(max_length=100)] = "",
-    reason: Annotated[str, Form(max_length=64)] = "",
-    country: Annotated[str, Form(max_length=2)] = "",
-    merchant: Annotated[str, Form(max_length=128)] = "",
-    shadow: Annotated[str, Form(max_length=1)] = "",
 ) -> Response:
     user = _user(request)
     if user is None:
@@ -257,7 +267,6 @@ def claim_next(
     store = _store(request)
     if store is None:
         return _no_store(request)
-    filters = _filters_from({"reason": reason, "country": country, "merchant": merchant, "shadow": shadow})
     return _go_next(store, user, filters)
 
 
@@ -357,12 +366,9 @@ def verdict(
     case_id: int,
     request: Request,
     verdict: Annotated[str, Form(max_length=16)],
+    filters: FormFilters,
     note: Annotated[str, Form(max_length=4000)] = "",
     csrf_token: Annotated[str, Form(max_length=100)] = "",
-    reason: Annotated[str, Form(max_length=64)] = "",
-    country: Annotated[str, Form(max_length=2)] = "",
-    merchant: Annotated[str, Form(max_length=128)] = "",
-    shadow: Annotated[str, Form(max_length=1)] = "",
 ) -> Response:
     from detector.review.sink import apply_verdict
 
@@ -370,7 +376,6 @@ def verdict(
     if isinstance(got, Response):
         return got
     user, store = got
-    filters = _filters_from({"reason": reason, "country": country, "merchant": merchant, "shadow": shadow})
     services = request.app.state.services
     try:
         apply_verdict(store, case_id, actor=user.subject, role=user.role, verdict=verdict, note=note,
@@ -482,12 +487,9 @@ def bulk_form(request: Request) -> Response:
 def bulk(
     request: Request,
     verdict: Annotated[str, Form(max_length=16)],
+    filters: FormFilters,
     note: Annotated[str, Form(max_length=4000)] = "",
     csrf_token: Annotated[str, Form(max_length=100)] = "",
-    reason: Annotated[str, Form(max_length=64)] = "",
-    country: Annotated[str, Form(max_length=2)] = "",
-    merchant: Annotated[str, Form(max_length=128)] = "",
-    shadow: Annotated[str, Form(max_length=1)] = "",
 ) -> Response:
     from detector.review.sink import apply_bulk_verdict
 
@@ -497,7 +499,6 @@ def bulk(
     user, store = got
     if not role_at_least(user.role, "lead"):
         raise HTTPException(403, "bulk actions need the lead role")
-    filters = _filters_from({"reason": reason, "country": country, "merchant": merchant, "shadow": shadow})
     services = request.app.state.services
     try:
         apply_bulk_verdict(store, actor=user.subject, role=user.role, filters=filters, verdict=verdict, note=note,
