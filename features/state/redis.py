@@ -65,24 +65,46 @@ class RedisState:
 
     def transact(self, keys: Iterable[str], fn: Callable[[_RedisView], T]) -> T:
         keys = list(dict.fromkeys(keys))
+
+        def attempt() -> tuple[bool, T]:
+            view = _RedisView(self)
+            view.prefetch(keys)
+            result = fn(view)
+            return self.compare_and_set(view.writes()), result
+
+        return self.optimistic(attempt)
+
+    def optimistic(self, attempt: Callable[[], tuple[bool, T]]) -> T:
+        """Run ``attempt`` (read, compute, compare-and-set) until its write lands."""
         try:
             for _ in range(self._max_retries):
-                view = _RedisView(self)
-                view.prefetch(keys)
-                result = fn(view)
-                writes = view.writes()
-                if not writes:
-                    return result
-                names = [w[0] for w in writes]
-                args: list[bytes | int] = [w[1] for w in writes]
-                args += [w[2] for w in writes]
-                args += [w[3] for w in writes]
-                if self._cas(keys=names, args=args) == 1:
+                ok, result = attempt()
+                if ok:
                     return result
                 self.conflicts += 1  # another worker wrote one of our keys: recompute on fresh state
         except self._redis.RedisError as exc:
             raise SignalUnavailable("state", f"redis: {type(exc).__name__}: {exc}"[:200]) from exc
         raise SignalUnavailable("state", f"redis: gave up after {self._max_retries} write conflicts")
+
+    def mget(self, keys: list[str]) -> list[tuple[int | None, bytes | None]]:
+        """(version, payload) per state key; (None, None) when absent."""
+        out: list[tuple[int | None, bytes | None]] = []
+        for data in self._client.mget([self.name(k) for k in keys]) if keys else ():
+            if data is None:
+                out.append((None, None))
+            else:
+                out.append((_VERSION.unpack_from(data, 0)[0], data[8:]))
+        return out
+
+    def compare_and_set(self, writes: list[tuple[str, int | None, bytes, int]]) -> bool:
+        """Write (state key, version read, payload, TTL ms) atomically if no version moved."""
+        if not writes:
+            return True
+        names = [self.name(w[0]) for w in writes]
+        args: list[bytes | int] = [b"" if w[1] is None else _VERSION.pack(w[1]) for w in writes]
+        args += [_VERSION.pack((w[1] or 0) + 1) + w[2] for w in writes]
+        args += [max(1000, int(w[3])) for w in writes]
+        return self._cas(keys=names, args=args) == 1
 
     def clear(self) -> int:
         """Delete every key under this prefix (tests, benchmarks)."""
@@ -121,15 +143,12 @@ class _RedisView:
 
     def prefetch(self, keys: Iterable[str]) -> None:
         new = [k for k in keys if k not in self._objs]
-        if not new:
-            return
-        names = [self._s.name(k) for k in new]
-        for k, data in zip(new, self._s._client.mget(names), strict=True):
-            if data is None:
+        for k, (version, payload) in zip(new, self._s.mget(new), strict=True):
+            if payload is None:
                 self._objs[k] = None
             else:
-                self._versions[k] = _VERSION.unpack_from(data, 0)[0]
-                self._objs[k] = Bundle.from_bytes(data[8:])
+                self._versions[k] = version  # type: ignore[assignment]
+                self._objs[k] = Bundle.from_bytes(payload)
 
     def advance(self, t: float) -> None:
         if t > self._watermark:
@@ -145,16 +164,13 @@ class _RedisView:
             obj = self._objs[key] = Bundle()
         return obj
 
-    def writes(self) -> list[tuple[str, bytes, bytes, int]]:
-        """(name, expected version, new value, TTL ms) of every changed object."""
-        out = []
-        for key, obj in self._objs.items():
-            if obj is not None and obj.dirty:
-                old = self._versions.get(key)
-                expected = b"" if old is None else _VERSION.pack(old)
-                value = _VERSION.pack((old or 0) + 1) + obj.to_bytes()
-                out.append((self._s.name(key), expected, value, max(1000, self._ttl.get(key, 86400) * 1000)))
-        return out
+    def writes(self) -> list[tuple[str, int | None, bytes, int]]:
+        """(key, version read, new payload, TTL ms) of every changed object."""
+        return [
+            (key, self._versions.get(key), obj.to_bytes(), self._ttl.get(key, 86400) * 1000)
+            for key, obj in self._objs.items()
+            if obj is not None and obj.dirty
+        ]
 
 
 def _check_url(url: str) -> None:

@@ -47,7 +47,7 @@ def test_amount_in_base_currency_and_basket(fz, order_factory):
                       items=[{"sku": "A", "quantity": 2, "unit_price": "30"}, {"sku": "B", "quantity": 1, "unit_price": "40"},
                              {"sku": "A", "quantity": 3, "unit_price": "30"}])
     row = fz.featurize([o])[0]
-    rate = fz._rates["PLN"]
+    rate = fz.rates["PLN"]
     assert row["amount"] == 100.0
     assert row["amount_base"] == pytest.approx(100.0 * rate)
     assert (row["item_count"], row["line_count"], row["distinct_skus"], row["max_sku_quantity"]) == (6, 3, 2, 5)

@@ -59,7 +59,7 @@ def featurised(frames):
 def test_every_identity_is_parsed(frames, featurised):
     orders, rows = featurised
     assert len(rows) == len(frames[1])
-    usd = OrderFeaturizer()._rates["USD"]
+    usd = OrderFeaturizer().rates["USD"]
     for o, r in zip(orders, rows, strict=True):
         domain = o.customer.email.lower().rsplit("@", 1)[1]
         if "." not in domain:  # a few fictional addresses have no real domain

@@ -1,0 +1,187 @@
+"""Entity tables: key -> entity id, and the arenas the compiled kernels work on.
+
+The order featuriser keeps every entity (customer, card, SKU, country combination,
+...) as an integer id into the arenas of :mod:`features.state.kernels`. The in-process
+backend keeps one :class:`EntityTables` for the life of the process; the Redis backend
+fills a fresh one per micro-batch from the bytes it reads (``load``) and writes back the
+entities the batch changed (``dump_dirty``). Both run the same kernel on the same values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from features.state import kernels as k
+
+__all__ = ["EntityTables"]
+
+
+class EntityTables:
+    """Entities by key, with event-time deadlines, link-member digests and state arenas.
+
+    Parameters
+    ----------
+    fam_ttl : array of float
+        How long (event time) an entity of each family is kept past its last touch.
+    fam_res : array of int
+        Bucket size in seconds of each family's series.
+    member_of : callable
+        ``(family, value) -> int64 digest or None``: the entity's id as a link member.
+    """
+
+    def __init__(self, fam_ttl: np.ndarray, fam_res: np.ndarray, member_of: Callable[[int, str], int | None], *,
+                 capacity: int = 1024) -> None:
+        self._fam_ttl = np.ascontiguousarray(fam_ttl, dtype=np.float64)
+        self._fam_res = np.ascontiguousarray(fam_res, dtype=np.int64)
+        self._member_of = member_of
+        self.ids: dict[str, int] = {}
+        self.keys: list[str | None] = []
+        self._free: list[int] = []
+        self._cap = 0
+        self.TOP = np.zeros(3, dtype=np.int64)
+        self.AT = self.AC = self.AS = self.AQ = np.zeros(0)
+        self.DM = self.DT = np.zeros(0, dtype=np.int64)
+        self.RP = np.zeros(0)
+        self._grow(capacity)
+        self._arenas(8 * capacity, 4 * capacity, 0)
+
+    # ------------------------------------------------------------------ storage
+    def _grow(self, cap: int) -> None:
+        def more(name: str, per: int, dtype: type, fill: float, width: int = 0) -> None:
+            shape = (per * cap, width) if width else (per * cap,)
+            new = np.full(shape, fill, dtype=dtype)
+            old = getattr(self, name, None)
+            if old is not None:
+                new[: old.shape[0]] = old
+            setattr(self, name, new)
+
+        for name, per, dtype, fill in (
+            ("SO", 2, np.int64, 0), ("SK", 2, np.int64, 0), ("SN", 2, np.int64, 0),
+            ("DO", 4, np.int64, 0), ("DK", 4, np.int64, 0), ("DN", 4, np.int64, 0),
+            ("RO", 1, np.int64, -1), ("RN", 1, np.int64, 0), ("SR", 1, np.int64, 1),
+            ("ED", 1, np.float64, -np.inf), ("EFAM", 1, np.int64, 0), ("DIRTY", 1, np.uint8, 0),
+            ("MEMBER", 1, np.int64, 0),
+        ):
+            more(name, per, dtype, fill)
+        more("SB", 2, np.float64, 0.0, width=3)
+        self._cap = cap
+        self._pack()
+
+    def _arenas(self, ns: int, nd: int, nr: int) -> None:
+        """Fresh arenas of at least these sizes, with every live part copied in."""
+        ns, nd, nr = max(ns, 64), max(nd, 64), max(nr, 25)
+        new = [np.empty(ns), np.empty(ns), np.empty(ns), np.empty(ns),
+               np.empty(nd, dtype=np.int64), np.empty(nd, dtype=np.int64), np.empty(nr)]
+        tops = k.compact(self.st, len(self.keys), *new)
+        self.AT, self.AC, self.AS, self.AQ, self.DM, self.DT, self.RP = new
+        self.TOP[:] = tops
+        self._pack()
+
+    def _pack(self) -> None:
+        self.st = (self.AT, self.AC, self.AS, self.AQ, self.SO, self.SK, self.SN, self.SB, self.SR,
+                   self.DM, self.DT, self.DO, self.DK, self.DN, self.RP, self.RO, self.RN,
+                   self.ED, self.EFAM, self.DIRTY, self.MEMBER, self._fam_ttl, self.TOP)
+
+    def reserve(self, eids: np.ndarray, *, rings: int = 0, fraud: bool = False) -> None:
+        """Make room for one kernel call touching ``eids`` (with repeats: one per event).
+
+        A part with ``k`` new events, now of capacity ``c``, allocates at most
+        ``4 (c + k) + 8`` more words before it stops growing (doubling from 4), so this
+        bound is safe; arenas grow, and the garbage left by moved parts is compacted
+        away, only when it is exceeded.
+        """
+        uniq = np.unique(eids)
+        part = 1 if fraud else 0
+        need_s = int(4 * self.SK[2 * uniq + part].sum() + 4 * eids.size + 8 * uniq.size)
+        if fraud:
+            need_d = 0
+        else:
+            dk = self.DK.reshape(-1, 4)[uniq]
+            need_d = int(4 * dk.sum() + 16 * eids.size + 16 * uniq.size)
+        need_r = k.PRICE_RING * rings
+        top = self.TOP
+        if (top[0] + need_s > self.AT.shape[0] or top[1] + need_d > self.DM.shape[0]
+                or top[2] + need_r > self.RP.shape[0]):
+            n = len(self.keys)
+            live_s = int(self.SK[: 2 * n].sum())
+            live_d = int(self.DK[: 4 * n].sum())
+            live_r = k.PRICE_RING * int((self.RO[:n] >= 0).sum())
+            self._arenas(2 * (live_s + need_s), 2 * (live_d + need_d), 2 * (live_r + need_r))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def resolve(self, keys: Sequence[str], fams: Sequence[int]) -> list[int]:
+        """Entity ids for ``keys`` (of families ``fams``), creating the missing ones."""
+        get = self.ids.get
+        out = [get(key, -1) for key in keys]
+        for j, eid in enumerate(out):
+            if eid < 0:
+                # A key repeated in this batch is created once and found after.
+                out[j] = self.ids.get(keys[j]) if keys[j] in self.ids else self._new(keys[j], fams[j])
+        return out
+
+    def _new(self, key: str, fam: int) -> int:
+        if self._free:
+            eid = self._free.pop()
+            self.keys[eid] = key
+        else:
+            eid = len(self.keys)
+            if eid >= self._cap:
+                self._grow(2 * self._cap)
+            self.keys.append(key)
+        self.ids[key] = eid
+        self.EFAM[eid] = fam
+        self.SR[eid] = self._fam_res[fam]
+        member = self._member_of(fam, key)
+        self.MEMBER[eid] = 0 if member is None else member
+        return eid
+
+    def expire(self, watermark: float) -> int:
+        """Drop every entity whose deadline passed (its arena space is reclaimed by the
+        next compaction); returns how many."""
+        n = len(self.keys)
+        gone = np.nonzero(self.ED[:n] < watermark)[0]
+        keys, ids = self.keys, self.ids
+        dropped = [int(e) for e in gone if keys[e] is not None]
+        if not dropped:
+            return 0
+        k.reset_entities(self.st, np.asarray(dropped, dtype=np.int64))
+        for eid in dropped:
+            del ids[keys[eid]]  # type: ignore[arg-type]
+            keys[eid] = None
+        self._free.extend(dropped)
+        return len(dropped)
+
+    # ------------------------------------------------------------------ bytes (Redis)
+    def load(self, keys: Sequence[str], fams: Sequence[int], blobs: Sequence[bytes | None],
+             *, headroom: int = 0) -> np.ndarray:
+        """Resolve ``keys``; entities with a blob get their state from it."""
+        eids = np.asarray(self.resolve(keys, fams), dtype=np.int64)
+        have = [j for j, b in enumerate(blobs) if b]
+        words = sum(len(blobs[j]) for j in have) // 8  # type: ignore[arg-type]
+        self._arenas(words + headroom, words + headroom, k.PRICE_RING * len(have) + headroom)
+        if have:
+            starts = np.zeros(len(have), dtype=np.int64)
+            lengths = np.fromiter((len(blobs[j]) for j in have), dtype=np.int64, count=len(have))  # type: ignore[arg-type]
+            starts[1:] = np.cumsum(lengths)[:-1]
+            data = np.frombuffer(b"".join(blobs[j] for j in have), dtype=np.uint8)  # type: ignore[misc]
+            k.decode_entities(self.st, data, starts, eids[have])
+        return eids
+
+    def dump_dirty(self) -> list[tuple[str, bytes, float]]:
+        """(key, bytes, deadline) of every entity changed since it was loaded."""
+        n = len(self.keys)
+        dirty = np.nonzero(self.DIRTY[:n])[0]
+        if dirty.size == 0:
+            return []
+        data, ends = k.encode_entities(self.st, dirty.astype(np.int64))
+        raw = data.tobytes()
+        out = []
+        start = 0
+        for eid, end in zip(dirty.tolist(), ends.tolist(), strict=True):
+            out.append((self.keys[eid], raw[start:end], float(self.ED[eid])))
+            start = end
+        return out  # type: ignore[return-value]

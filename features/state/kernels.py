@@ -1,0 +1,678 @@
+"""Compiled (numba) kernels for the order featuriser's entity state.
+
+Every entity (``eid``) owns two event-time series (all orders, confirmed fraud), four
+distinct sets and, for a SKU, a ring of its last 25 unit prices. They live in flat
+arenas (plain numpy arrays: typed-list look-ups cost ~100 ns each, an array index ~1 ns),
+addressed by per-part offset / capacity / length tables:
+
+- series ``sid = 2 * eid + (0 all | 1 fraud)``: arenas ``AT`` (bucket start), ``AC``,
+  ``AS``, ``AQ`` (cumulative count, sum, sum of squares); ``SB`` holds the cumulative
+  values of the buckets already pruned and ``SR`` the bucket size of the entity. A
+  window ``(lo, hi]`` is two bisections and a subtraction; an out-of-order event shifts
+  the cumulative values of the few buckets after it. This is the algorithm of
+  :class:`features.state.structures.WindowSeries`, with the same float operations in
+  the same order, so the features are bit-identical to the pure-Python featuriser this
+  replaced.
+- distinct sets ``did = 4 * eid + k``: arenas ``DM`` (member digest) and ``DT`` (last
+  seen), at most ``cap`` members (past that the oldest tenth is evicted, ties by member,
+  as :class:`~features.state.structures.DistinctSet` does).
+- price rings: arena ``RP``, ``RO`` offset (-1: none yet) and ``RN`` length per entity.
+
+A part that outgrows its region moves to the arena's top with twice the room; the
+caller reserves enough free arena before each call (:func:`batch_bound`) and compacts
+when the garbage left behind grows (:func:`compact`). Numba compiles on first use and
+caches the machine code next to this file (``cache=True``), so only the first process
+on a machine pays the compile time.
+
+The state tuple ``st``: ``(AT, AC, AS, AQ, SO, SK, SN, SB, SR, DM, DT, DO, DK, DN, RP,
+RO, RN, ED, EFAM, DIRTY, MEMBER, fam_ttl, TOP)``. ``ED``: event-time deadline per
+entity; ``EFAM``: its family; ``DIRTY``: changed since loaded (the Redis backend writes
+those back); ``MEMBER``: its digest as a link member; ``TOP``: the arenas' fill levels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+__all__ = [
+    "PRICE_RING",
+    "apply_fraud",
+    "compact",
+    "decode_entities",
+    "encode_entities",
+    "featurize_batch",
+    "reset_entities",
+]
+
+DAY = 86400
+PRICE_RING = 25
+NAN = math.nan
+
+
+# ---------------------------------------------------------------------------- series
+# Helpers take the arrays they use, never the state tuple: a call that passes the tuple
+# increfs and decrefs all 23 arrays (~1 us here), and the per-order work is a few dozen
+# such operations. The kernel unpacks the tuple once per batch.
+@njit(cache=True)
+def _bisect_right(a, lo, hi, x):  # pragma: no cover - compiled
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if x < a[mid]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@njit(cache=True)
+def _top(AT, SO, SN, sid, t):  # pragma: no cover
+    """How many buckets of series ``sid`` start at or before ``t``."""
+    o = SO[sid]
+    return _bisect_right(AT, o, o + SN[sid], t) - o
+
+
+@njit(cache=True)
+def _win(AT, AC, AS, AQ, SO, SB, sid, top, lo):  # pragma: no cover
+    """(count, sum, sumsq) of the buckets in ``(lo, start of bucket top - 1]``."""
+    if top == 0:
+        return 0.0, 0.0, 0.0
+    o = SO[sid]
+    j = _bisect_right(AT, o, o + top, lo) - o
+    if j >= top:
+        return 0.0, 0.0, 0.0
+    k = o + top - 1
+    if j == 0:
+        return AC[k] - SB[sid, 0], AS[k] - SB[sid, 1], AQ[k] - SB[sid, 2]
+    return AC[k] - AC[o + j - 1], AS[k] - AS[o + j - 1], AQ[k] - AQ[o + j - 1]
+
+
+@njit(cache=True)
+def _series_adds(AT, AC, AS, AQ, SO, SK, SN, SB, SR, TOP, DIRTY,
+                 sids, times, values, counts, cut_if, cuts, m):  # pragma: no cover
+    """Record ``m`` events (series, time, value, count); prune a series whose oldest
+    bucket is older than ``cut_if`` back to ``cuts`` (with its fraud series)."""
+    for j in range(m):
+        sid = sids[j]
+        t = times[j]
+        value = values[j]
+        count = counts[j]
+        DIRTY[sid >> 1] = 1
+        res = SR[sid >> 1]
+        b = float((np.int64(t) // res) * res)
+        sq = value * value if count >= 0 else -(value * value)
+        n = SN[sid]
+        o = SO[sid]
+        if n == SK[sid]:
+            # Outgrown: move to the arena top with twice the room (the caller reserved it).
+            cap = max(4, 2 * n)
+            no = TOP[0]
+            TOP[0] = no + cap
+            for k in range(n):
+                AT[no + k] = AT[o + k]
+                AC[no + k] = AC[o + k]
+                AS[no + k] = AS[o + k]
+                AQ[no + k] = AQ[o + k]
+            SO[sid] = no
+            SK[sid] = cap
+            o = no
+        if n == 0 or b > AT[o + n - 1]:
+            if n == 0:
+                c0, s0, q0 = SB[sid, 0], SB[sid, 1], SB[sid, 2]
+            else:
+                c0, s0, q0 = AC[o + n - 1], AS[o + n - 1], AQ[o + n - 1]
+            AT[o + n] = b
+            AC[o + n] = c0 + count
+            AS[o + n] = s0 + value
+            AQ[o + n] = q0 + sq
+            n += 1
+            SN[sid] = n
+        else:
+            lo, hi = o, o + n
+            while lo < hi:  # bisect_left
+                mid = (lo + hi) >> 1
+                if AT[mid] < b:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            i = lo
+            if not (i < o + n and AT[i] == b):
+                if i == o:
+                    c0, s0, q0 = SB[sid, 0], SB[sid, 1], SB[sid, 2]
+                else:
+                    c0, s0, q0 = AC[i - 1], AS[i - 1], AQ[i - 1]
+                for k in range(o + n, i, -1):
+                    AT[k] = AT[k - 1]
+                    AC[k] = AC[k - 1]
+                    AS[k] = AS[k - 1]
+                    AQ[k] = AQ[k - 1]
+                AT[i] = b
+                AC[i] = c0
+                AS[i] = s0
+                AQ[i] = q0
+                n += 1
+                SN[sid] = n
+            for k in range(i, o + n):
+                AC[k] += count
+                AS[k] += value
+                AQ[k] += sq
+        if AT[o] < cut_if[j]:
+            for p in (sid, sid + 1):
+                pn = SN[p]
+                po = SO[p]
+                if pn == 0 or AT[po] > cuts[j]:
+                    continue
+                q = _bisect_right(AT, po, po + pn, cuts[j]) - po
+                SB[p, 0] = AC[po + q - 1]
+                SB[p, 1] = AS[po + q - 1]
+                SB[p, 2] = AQ[po + q - 1]
+                for k in range(q, pn):
+                    AT[po + k - q] = AT[po + k]
+                    AC[po + k - q] = AC[po + k]
+                    AS[po + k - q] = AS[po + k]
+                    AQ[po + k - q] = AQ[po + k]
+                SN[p] = pn - q
+
+
+# ---------------------------------------------------------------------------- distinct
+@njit(cache=True)
+def _distinct_counts(DM, DT, DO, DN, did, hi, span, extra, has_extra):  # pragma: no cover
+    o = DO[did]
+    lo = hi - span
+    c = 0
+    mine = False
+    for k in range(o, o + DN[did]):
+        if DT[k] > lo:
+            c += 1
+            if has_extra and DM[k] == extra:
+                mine = True
+    if has_extra and not mine:
+        c += 1
+    return c
+
+
+@njit(cache=True)
+def _distinct_adds(DM, DT, DO, DK, DN, TOP, DIRTY, dids, members, m, t, cap):  # pragma: no cover
+    """Record member ``members[j]`` seen at ``t`` in set ``dids[j]``, for ``j < m``."""
+    for j in range(m):
+        did = dids[j]
+        member = members[j]
+        n = DN[did]
+        o = DO[did]
+        seen = False
+        for k in range(o, o + n):
+            if DM[k] == member:
+                seen = True
+                if t > DT[k]:
+                    DT[k] = t
+                    DIRTY[did >> 2] = 1
+                break
+        if seen:
+            continue
+        DIRTY[did >> 2] = 1
+        if n == DK[did]:
+            size = max(2, min(2 * n, cap + 1))
+            no = TOP[1]
+            TOP[1] = no + size
+            for k in range(n):
+                DM[no + k] = DM[o + k]
+                DT[no + k] = DT[o + k]
+            DO[did] = no
+            DK[did] = size
+            o = no
+        DM[o + n] = member
+        DT[o + n] = t
+        n += 1
+        if n > cap:
+            # Evict the oldest tenth at once (ties by member) so eviction stays amortised O(1).
+            drop = n - cap * 9 // 10
+            mem = DM[o : o + n].copy()
+            ts = DT[o : o + n].copy()
+            order = np.argsort(mem, kind="mergesort")
+            order = order[np.argsort(ts[order], kind="mergesort")]
+            q = 0
+            for k in order[drop:]:
+                DM[o + q] = mem[k]
+                DT[o + q] = ts[k]
+                q += 1
+            n = q
+        DN[did] = n
+
+
+# ---------------------------------------------------------------------------- entities
+@njit(cache=True)
+def _touch_all(ED, EFAM, fam_ttl, DIRTY, SK, SN, SB, DK, DN, RO, RN, eids, m, wm):  # pragma: no cover
+    """Event-time expiry for ``eids[:m]``: an entity past its deadline counts as absent
+    from then on (its parts are emptied); every touch extends the deadline."""
+    for j in range(m):
+        eid = eids[j]
+        if ED[eid] < wm:
+            if ED[eid] > -np.inf:
+                for sid in (2 * eid, 2 * eid + 1):
+                    SK[sid] = 0
+                    SN[sid] = 0
+                    SB[sid, 0] = 0.0
+                    SB[sid, 1] = 0.0
+                    SB[sid, 2] = 0.0
+                for did in range(4 * eid, 4 * eid + 4):
+                    DK[did] = 0
+                    DN[did] = 0
+                RO[eid] = -1
+                RN[eid] = 0
+                DIRTY[eid] = 1
+            ED[eid] = -np.inf
+        nd = wm + fam_ttl[EFAM[eid]]
+        if nd > ED[eid]:
+            ED[eid] = nd
+
+
+@njit(cache=True)
+def reset_entities(st, eids):  # pragma: no cover
+    """Forget everything about these entities (expiry); their arena space becomes garbage."""
+    ED = st[17]
+    for eid in eids:
+        ED[eid] = -1e300  # expired for any watermark, so the touch below empties it
+    _touch_all(ED, st[18], st[21], st[19], st[5], st[6], st[7], st[12], st[13], st[15], st[16],
+               eids, eids.shape[0], np.inf)
+    for eid in eids:
+        ED[eid] = -np.inf
+        st[19][eid] = 0
+
+
+@njit(cache=True)
+def _median(values):  # pragma: no cover
+    s = np.sort(values)
+    n = s.shape[0]
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2.0
+
+
+@njit(cache=True)
+def featurize_batch(st, cfg, batch, out):  # pragma: no cover
+    """Featurise a micro-batch in input order: order ``i`` reads state, then records.
+
+    ``cfg``: per family horizon, velocity/risk flags, role (1 customer, 2 merchant),
+    link targets (entity columns) and the output column tables, then the window spans,
+    label delay, distinct cap and the TTL of the hourly families. ``batch``: per order
+    event time, watermark, base amount, mode (1 record, 0 read only: a known order whose
+    cached row expired, -1 skip: answered from the re-delivery cache), entity ids per
+    family (-1 absent), country-combination ids, the all-orders combination id, then the
+    basket lines (CSR: ``line_ptr``; SKU id, SKU x countries id, quantity, unit price,
+    rounded unit price). Writes features into ``out[i]`` (NaN = missing).
+    """
+    AT, AC, AS, AQ, SO, SK, SN, SB, SR = st[0], st[1], st[2], st[3], st[4], st[5], st[6], st[7], st[8]
+    DM, DT, DO, DK, DN = st[9], st[10], st[11], st[12], st[13]
+    RP, RO, RN, ED, EFAM, DIRTY, MEMBER, fam_ttl, TOP = (
+        st[14], st[15], st[16], st[17], st[18], st[19], st[20], st[21], st[22])
+    fam_horizon, fam_vel, fam_risk, fam_role, link_target = cfg[0], cfg[1], cfg[2], cfg[3], cfg[4]
+    link_col, vel_col, risk_col, misc_col = cfg[5], cfg[6], cfg[7], cfg[8]
+    vel_spans, risk_spans, delay, cap, ttl_small = cfg[9], cfg[10], cfg[11], cfg[12], cfg[13]
+    t_arr, wm_arr, amt_arr, rec_arr, ents = batch[0], batch[1], batch[2], batch[3], batch[4]
+    combo, combo_all, line_ptr = batch[5], batch[6], batch[7]
+    l_sku, l_skuc, l_q, l_p, l_pr = batch[8], batch[9], batch[10], batch[11], batch[12]
+    n_ent = ents.shape[1]
+    nv = vel_spans.shape[0]
+    nr = risk_spans.shape[0]
+    month = 30.0 * DAY
+    # Per-order scratch: the entities it touches, the events and link members it records.
+    most = n_ent + 2 + 2 * int(np.max(np.diff(line_ptr))) if line_ptr.shape[0] > 1 else n_ent + 2
+    touch = np.empty(most, dtype=np.int64)
+    a_sid = np.empty(most, dtype=np.int64)
+    a_t = np.empty(most)
+    a_val = np.empty(most)
+    a_cnt = np.ones(most, dtype=np.int64)
+    a_cut_if = np.empty(most)
+    a_cut = np.empty(most)
+    d_did = np.empty(4 * n_ent, dtype=np.int64)
+    d_mem = np.empty(4 * n_ent, dtype=np.int64)
+    for i in range(t_arr.shape[0]):
+        mode = rec_arr[i]
+        if mode < 0:
+            continue
+        record = mode == 1
+        t = float(t_arr[i])
+        wm = wm_arr[i]
+        amt = amt_arr[i]
+        row = out[i]
+        a, z = line_ptr[i], line_ptr[i + 1]
+        nt = 0
+        for e in range(n_ent):
+            if ents[i, e] >= 0:
+                touch[nt] = ents[i, e]
+                nt += 1
+        touch[nt] = combo[i]
+        touch[nt + 1] = combo_all
+        nt += 2
+        for li in range(a, z):
+            touch[nt] = l_sku[li]
+            touch[nt + 1] = l_skuc[li]
+            nt += 2
+        _touch_all(ED, EFAM, fam_ttl, DIRTY, SK, SN, SB, DK, DN, RO, RN, touch, nt, wm)
+        na = 0
+        nd = 0
+        for e in range(n_ent):
+            eid = ents[i, e]
+            if eid < 0:
+                continue
+            fam = EFAM[eid]
+            horizon = fam_horizon[fam]
+            role = fam_role[fam]
+            sid = 2 * eid
+            top = _top(AT, SO, SN, sid, t)
+            if fam_vel[fam]:
+                for k in range(nv):
+                    c, s, q = _win(AT, AC, AS, AQ, SO, SB, sid, top, t - vel_spans[k])
+                    c += 1.0
+                    s += amt
+                    row[vel_col[fam, k]] = c
+                    row[vel_col[fam, nv + k]] = s
+                    row[vel_col[fam, 2 * nv + k]] = s / c
+                if top > 0:
+                    prev = AT[SO[sid] + top - 1]
+                    if prev > t - horizon:
+                        row[vel_col[fam, 3 * nv]] = t - prev
+                if role == 1:
+                    c30, s30, q30 = _win(AT, AC, AS, AQ, SO, SB, sid, top, t - vel_spans[nv - 1])
+                    row[misc_col[0]] = 1.0 if c30 == 0 else 0.0
+                    if c30 > 0:
+                        mean = s30 / c30
+                        std = math.sqrt(max(q30 / c30 - mean * mean, 0.0))
+                        row[misc_col[1]] = std
+                        if mean > 0:
+                            row[misc_col[2]] = amt / mean
+                        if c30 >= 3:
+                            row[misc_col[3]] = (amt - mean) / max(std, 0.05 * mean, 0.01)
+            elif role == 2:  # the merchant: live counts
+                row[misc_col[4]] = _win(AT, AC, AS, AQ, SO, SB, sid, top, t - 3600.0)[0] + 1.0
+                row[misc_col[5]] = _win(AT, AC, AS, AQ, SO, SB, sid, top, t - DAY)[0] + 1.0
+                if top > 0:
+                    prev = AT[SO[sid] + top - 1]
+                    if prev > t - horizon:
+                        row[misc_col[6]] = t - prev
+            if fam_risk[fam]:
+                # Windows (t - delay - w, t - delay]: orders whose labels have had time to arrive.
+                hi = t - delay
+                rtop = _top(AT, SO, SN, sid, hi)
+                has_f = SN[sid + 1] > 0
+                ftop = _top(AT, SO, SN, sid + 1, hi)
+                for k in range(nr):
+                    cnt = _win(AT, AC, AS, AQ, SO, SB, sid, rtop, hi - risk_spans[k])[0]
+                    if not has_f:
+                        row[risk_col[fam, k]] = 0.0
+                    else:
+                        fr = _win(AT, AC, AS, AQ, SO, SB, sid + 1, ftop, hi - risk_spans[k])[0]
+                        row[risk_col[fam, k]] = fr / cnt if cnt > 0 else 0.0
+                    if role == 2:
+                        row[misc_col[7 + k]] = cnt
+            # Distinct-count links from this entity.
+            for k in range(4):
+                tgt = link_target[fam, k]
+                if tgt < 0:
+                    continue
+                did = 4 * eid + k
+                teid = ents[i, tgt]
+                has = teid >= 0
+                m = MEMBER[teid] if has else 0
+                row[link_col[fam, k, 0]] = _distinct_counts(DM, DT, DO, DN, did, t, DAY, m, has)
+                row[link_col[fam, k, 1]] = _distinct_counts(DM, DT, DO, DN, did, t, month, m, has)
+                if has:
+                    d_did[nd] = did
+                    d_mem[nd] = m
+                    nd += 1
+            a_sid[na] = sid
+            a_val[na] = amt
+            a_cut_if[na] = t - horizon - DAY
+            a_cut[na] = t - horizon
+            na += 1
+
+        # Country combination rarity (hourly buckets, earlier orders only).
+        g0 = 2 * combo[i]
+        ga = 2 * combo_all
+        cc = _win(AT, AC, AS, AQ, SO, SB, g0, _top(AT, SO, SN, g0, t), t - month)[0]
+        ct = _win(AT, AC, AS, AQ, SO, SB, ga, _top(AT, SO, SN, ga, t), t - month)[0]
+        row[misc_col[10]] = cc
+        if ct != 0:
+            row[misc_col[11]] = cc / ct
+        row[misc_col[12]] = 0.0 - math.log10((cc + 1) / (ct + 1))
+        for g in (g0, ga):
+            a_sid[na] = g
+            a_val[na] = 0.0
+            a_cut_if[na] = t - ttl_small
+            a_cut[na] = t - ttl_small + DAY
+            na += 1
+
+        # SKU quantity from these countries, SKU x country rarity, price deviation.
+        if z > a:
+            ratio_max = NAN
+            surprise_max = NAN
+            dev_max = NAN
+            orders_1d = 0.0
+            for li in range(a, z):
+                ks = l_sku[li]
+                kc = l_skuc[li]
+                q = l_q[li]
+                p = l_p[li]
+                top = _top(AT, SO, SN, 2 * ks, t)
+                n1 = _win(AT, AC, AS, AQ, SO, SB, 2 * ks, top, t - DAY)[0]
+                n30, s30, _ = _win(AT, AC, AS, AQ, SO, SB, 2 * ks, top, t - month)
+                c30, cs30, _ = _win(AT, AC, AS, AQ, SO, SB, 2 * kc, _top(AT, SO, SN, 2 * kc, t), t - month)
+                usual = NAN
+                if c30 != 0:
+                    usual = cs30 / c30
+                elif n30 != 0:
+                    usual = s30 / n30
+                if usual == usual and usual != 0.0:
+                    r = q / usual
+                    if not (ratio_max >= r):
+                        ratio_max = r
+                if n30 != 0:
+                    sp = 0.0 - math.log10((c30 + 1) / (n30 + 1))
+                    if not (surprise_max >= sp):
+                        surprise_max = sp
+                orders_1d = max(orders_1d, n1)
+                pn = RN[ks]
+                if p == p and pn > 0:
+                    ro = RO[ks]
+                    med = _median(RP[ro : ro + pn])
+                    if med > 0:
+                        dv = abs(p / med - 1.0)
+                        if not (dev_max >= dv):
+                            dev_max = dv
+                for kid in (ks, kc):
+                    a_sid[na] = 2 * kid
+                    a_val[na] = q
+                    a_cut_if[na] = t - ttl_small
+                    a_cut[na] = t - ttl_small + DAY
+                    na += 1
+                if record and p == p:
+                    if RO[ks] < 0:
+                        RO[ks] = TOP[2]
+                        TOP[2] += PRICE_RING
+                    ro = RO[ks]
+                    if pn == PRICE_RING:
+                        for k in range(PRICE_RING - 1):
+                            RP[ro + k] = RP[ro + k + 1]
+                        pn -= 1
+                    RP[ro + pn] = l_pr[li]
+                    RN[ks] = pn + 1
+                    DIRTY[ks] = 1
+            row[misc_col[13]] = ratio_max
+            row[misc_col[14]] = surprise_max
+            row[misc_col[15]] = orders_1d
+            row[misc_col[16]] = dev_max
+
+        if record:
+            a_t[:na] = t
+            _series_adds(AT, AC, AS, AQ, SO, SK, SN, SB, SR, TOP, DIRTY,
+                         a_sid, a_t, a_val, a_cnt, a_cut_if, a_cut, na)
+            _distinct_adds(DM, DT, DO, DK, DN, TOP, DIRTY, d_did, d_mem, nd, np.int64(t), cap)
+
+
+@njit(cache=True)
+def apply_fraud(st, wm, eids, times, deltas):  # pragma: no cover
+    """Add ``deltas[j]`` confirmed-fraud events at ``times[j]`` to entity ``eids[j]``."""
+    m = eids.shape[0]
+    _touch_all(st[17], st[18], st[21], st[19], st[5], st[6], st[7], st[12], st[13], st[15], st[16], eids, m, wm)
+    no_prune = np.full(m, -np.inf)
+    _series_adds(st[0], st[1], st[2], st[3], st[4], st[5], st[6], st[7], st[8], st[22], st[19],
+                 2 * eids + 1, times.astype(np.float64), np.zeros(m), deltas, no_prune, no_prune, m)
+
+
+# ---------------------------------------------------------------------------- arenas
+@njit(cache=True)
+def compact(st, n_eids, AT, AC, AS, AQ, DM, DT, RP):  # pragma: no cover
+    """Copy every live part of the first ``n_eids`` entities into the new (empty) arenas.
+
+    Parts keep their capacity unless they use under a quarter of it; returns the new
+    fill levels. The caller swaps the arenas in afterwards.
+    """
+    SO, SK, SN, DO, DK, DN, RO, RN = st[4], st[5], st[6], st[11], st[12], st[13], st[15], st[16]
+    ts = 0
+    for sid in range(2 * n_eids):
+        n = SN[sid]
+        if SK[sid] == 0:
+            continue
+        cap = SK[sid] if n > SK[sid] // 4 else max(4, 2 * n)
+        o = SO[sid]
+        for k in range(n):
+            AT[ts + k] = st[0][o + k]
+            AC[ts + k] = st[1][o + k]
+            AS[ts + k] = st[2][o + k]
+            AQ[ts + k] = st[3][o + k]
+        SO[sid] = ts
+        SK[sid] = cap
+        ts += cap
+    td = 0
+    for did in range(4 * n_eids):
+        n = DN[did]
+        if DK[did] == 0:
+            continue
+        cap = DK[did] if n > DK[did] // 4 else max(2, 2 * n)
+        o = DO[did]
+        for k in range(n):
+            DM[td + k] = st[9][o + k]
+            DT[td + k] = st[10][o + k]
+        DO[did] = td
+        DK[did] = cap
+        td += cap
+    tr = 0
+    for eid in range(n_eids):
+        if RO[eid] < 0:
+            continue
+        o = RO[eid]
+        for k in range(RN[eid]):
+            RP[tr + k] = st[14][o + k]
+        RO[eid] = tr
+        tr += PRICE_RING
+    return ts, td, tr
+
+
+# ---------------------------------------------------------------------------- bytes
+# One entity's bytes (float64/int64 words, little-endian): deadline; for each of its two
+# series n, base x3, then n bucket starts, counts, sums, sums of squares; for each of its
+# four distinct sets n, then n members and n times; the price ring's n, then n prices.
+@njit(cache=True)
+def _entity_words(st, eid):  # pragma: no cover
+    w = 1 + 2 * 4 + 4 * (st[6][2 * eid] + st[6][2 * eid + 1]) + 1 + st[16][eid]
+    for k in range(4):
+        w += 1 + 2 * st[13][4 * eid + k]
+    return w
+
+
+@njit(cache=True)
+def encode_entities(st, eids):  # pragma: no cover
+    """Concatenated bytes of these entities and the end offset of each (in bytes)."""
+    total = 0
+    for eid in eids:
+        total += _entity_words(st, eid)
+    buf = np.empty(total, dtype=np.float64)
+    ibuf = buf.view(np.int64)
+    ends = np.empty(eids.shape[0], dtype=np.int64)
+    w = 0
+    for j in range(eids.shape[0]):
+        eid = eids[j]
+        buf[w] = st[17][eid]
+        w += 1
+        for sid in (2 * eid, 2 * eid + 1):
+            n = st[6][sid]
+            o = st[4][sid]
+            ibuf[w] = n
+            buf[w + 1] = st[7][sid, 0]
+            buf[w + 2] = st[7][sid, 1]
+            buf[w + 3] = st[7][sid, 2]
+            w += 4
+            buf[w : w + n] = st[0][o : o + n]
+            buf[w + n : w + 2 * n] = st[1][o : o + n]
+            buf[w + 2 * n : w + 3 * n] = st[2][o : o + n]
+            buf[w + 3 * n : w + 4 * n] = st[3][o : o + n]
+            w += 4 * n
+        for did in range(4 * eid, 4 * eid + 4):
+            n = st[13][did]
+            o = st[11][did]
+            ibuf[w] = n
+            w += 1
+            ibuf[w : w + n] = st[9][o : o + n]
+            ibuf[w + n : w + 2 * n] = st[10][o : o + n]
+            w += 2 * n
+        n = st[16][eid]
+        ibuf[w] = n
+        w += 1
+        if n:
+            o = st[15][eid]
+            buf[w : w + n] = st[14][o : o + n]
+        w += n
+        ends[j] = 8 * w
+    return buf.view(np.uint8), ends
+
+
+@njit(cache=True)
+def decode_entities(st, data, starts, eids):  # pragma: no cover
+    """Load entities from ``data`` (their bytes start at ``starts[j]``, 8-byte aligned).
+
+    Parts are placed at the arenas' tops with exactly their size; the caller reserved
+    the room.
+    """
+    buf = data.view(np.float64)
+    ibuf = data.view(np.int64)
+    for j in range(eids.shape[0]):
+        eid = eids[j]
+        w = starts[j] // 8
+        st[17][eid] = buf[w]
+        w += 1
+        for sid in (2 * eid, 2 * eid + 1):
+            n = ibuf[w]
+            st[7][sid, 0] = buf[w + 1]
+            st[7][sid, 1] = buf[w + 2]
+            st[7][sid, 2] = buf[w + 3]
+            w += 4
+            o = st[22][0]
+            st[22][0] += n
+            st[0][o : o + n] = buf[w : w + n]
+            st[1][o : o + n] = buf[w + n : w + 2 * n]
+            st[2][o : o + n] = buf[w + 2 * n : w + 3 * n]
+            st[3][o : o + n] = buf[w + 3 * n : w + 4 * n]
+            w += 4 * n
+            st[4][sid] = o
+            st[5][sid] = n
+            st[6][sid] = n
+        for did in range(4 * eid, 4 * eid + 4):
+            n = ibuf[w]
+            w += 1
+            o = st[22][1]
+            st[22][1] += n
+            st[9][o : o + n] = ibuf[w : w + n]
+            st[10][o : o + n] = ibuf[w + n : w + 2 * n]
+            w += 2 * n
+            st[11][did] = o
+            st[12][did] = n
+            st[13][did] = n
+        n = ibuf[w]
+        w += 1
+        if n:
+            o = st[22][2]
+            st[22][2] += PRICE_RING
+            st[14][o : o + n] = buf[w : w + n]
+            st[15][eid] = o
+        st[16][eid] = n
+        w += n

@@ -1,0 +1,181 @@
+"""Where the order featuriser's state lives: in this process, or in Redis per micro-batch.
+
+Both give the featuriser the same two things for one transaction: the entity tables
+(:class:`~features.state.entities.EntityTables`) and the per-order records (the order
+record, which labels need, and the re-delivery cache), with the event-time watermark.
+
+- :class:`MemoryOrderState` keeps them for the life of the process and sweeps what
+  expired once per hour of event time.
+- :class:`RedisOrderState` reads every key the batch touches in one ``MGET``, runs the
+  same code on a fresh table filled from those bytes, and writes back what changed with
+  the compare-and-set of :class:`~features.state.redis.RedisState` (re-running the batch
+  when another worker wrote one of those keys meanwhile). Entities carry their
+  event-time deadline in their bytes, so expiry is the same as in-process; Redis TTLs
+  (the remaining event-time life, counted on the wall clock) bound its memory.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+from features.state.base import StateStore
+from features.state.entities import EntityTables
+from features.state.records import ExpiringMap
+
+__all__ = ["MemoryOrderState", "OrderRecords", "OrderState", "RedisOrderState", "order_state_for"]
+
+T = TypeVar("T")
+Fn = Callable[[EntityTables, "OrderRecords"], T]
+_DEADLINE = struct.Struct("<d")
+
+
+class OrderRecords:
+    """Order records and cached rows, and the event-time watermark."""
+
+    __slots__ = ("cache", "orders", "watermark")
+
+    def __init__(self, watermark: float = float("-inf")) -> None:
+        self.orders = ExpiringMap()
+        self.cache = ExpiringMap()
+        self.watermark = watermark
+
+
+class OrderState(Protocol):
+    def transact(self, keys: list[str], fams: list[int], order_ids: Sequence[str], fn: Fn[T]) -> T: ...
+
+    def transact_labels(self, order_ids: Sequence[str], fn: Fn[T]) -> T: ...
+
+
+def order_state_for(store: StateStore, new_tables: Callable[[], EntityTables],
+                    family_of: Callable[[str], int]) -> OrderState:
+    """The order state that lives where ``store`` keeps its state."""
+    if store.backend == "redis":
+        return RedisOrderState(store, new_tables, family_of)
+    return MemoryOrderState(new_tables)
+
+
+class MemoryOrderState:
+    """In-process: one set of tables and records, guarded by a lock."""
+
+    def __init__(self, new_tables: Callable[[], EntityTables], *, sweep_every_s: int = 3600) -> None:
+        self.tables = new_tables()
+        self.records = OrderRecords()
+        self._lock = threading.Lock()
+        self._sweep_every = sweep_every_s
+        self._last_sweep = float("-inf")
+
+    def transact(self, keys: list[str], fams: list[int], order_ids: Sequence[str], fn: Fn[T]) -> T:
+        return self._run(fn)
+
+    def transact_labels(self, order_ids: Sequence[str], fn: Fn[T]) -> T:
+        return self._run(fn)
+
+    def _run(self, fn: Fn[T]) -> T:
+        with self._lock:
+            result = fn(self.tables, self.records)
+            wm = self.records.watermark
+            if wm - self._last_sweep >= self._sweep_every:
+                self.sweep()
+            return result
+
+    def sweep(self) -> int:
+        """Free everything whose event-time deadline passed; returns how many objects."""
+        wm = self.records.watermark
+        self._last_sweep = wm
+        return self.tables.expire(wm) + self.records.orders.sweep(wm) + self.records.cache.sweep(wm)
+
+    def __len__(self) -> int:
+        return len(self.tables) + len(self.records.orders) + len(self.records.cache)
+
+
+class RedisOrderState:
+    """Redis: the batch's keys read in one round trip and written back atomically."""
+
+    def __init__(self, store: Any, new_tables: Callable[[], EntityTables], family_of: Callable[[str], int]) -> None:
+        self._store = store
+        self._new_tables = new_tables
+        self._family_of = family_of
+        # Event time is per process here: expiry decisions only matter 30+ days back.
+        self._watermark = float("-inf")
+
+    def transact(self, keys: list[str], fams: list[int], order_ids: Sequence[str], fn: Fn[T]) -> T:
+        first = dict.fromkeys(keys)
+        ukeys = list(first)
+        ufams = [fams[i] for i in _first_index(keys, first)]
+        rkeys = [k for oid in order_ids for k in ("O|" + oid, "C|" + oid)]
+        rkeys = list(dict.fromkeys(rkeys))
+
+        def attempt() -> tuple[bool, T]:
+            got = self._store.mget(ukeys + rkeys)
+            tables = self._new_tables()
+            tables.load(ukeys, ufams, [p for _, p in got[: len(ukeys)]])
+            recs = OrderRecords(self._watermark)
+            _load_records(recs, rkeys, got[len(ukeys):])
+            result = fn(tables, recs)
+            versions = dict(zip(ukeys + rkeys, (v for v, _ in got), strict=True))
+            return self._commit(tables, recs, versions), result
+
+        return self._store.optimistic(attempt)
+
+    def transact_labels(self, order_ids: Sequence[str], fn: Fn[T]) -> T:
+        rkeys = list(dict.fromkeys("O|" + oid for oid in order_ids))
+
+        def attempt() -> tuple[bool, T]:
+            got = self._store.mget(rkeys)
+            recs = OrderRecords(self._watermark)
+            _load_records(recs, rkeys, got)
+            ekeys = list(dict.fromkeys("E." + ek for entry in recs.orders.data.values() for ek in entry[0][2]))
+            egot = self._store.mget(ekeys)
+            tables = self._new_tables()
+            tables.load(ekeys, [self._family_of(k) for k in ekeys], [p for _, p in egot])
+            result = fn(tables, recs)
+            versions = dict(zip(rkeys + ekeys, (v for v, _ in [*got, *egot]), strict=True))
+            return self._commit(tables, recs, versions), result
+
+        return self._store.optimistic(attempt)
+
+    def _commit(self, tables: EntityTables, recs: OrderRecords, versions: dict[str, int | None]) -> bool:
+        wm = recs.watermark
+        writes: list[tuple[str, int | None, bytes, int]] = []
+        for key, blob, deadline in tables.dump_dirty():
+            writes.append((key, versions.get(key), blob, _ttl_ms(deadline, wm)))
+        for oid in recs.orders.dirty:
+            value, deadline = recs.orders.data[oid]
+            payload = _DEADLINE.pack(deadline) + json.dumps(value, separators=(",", ":")).encode()
+            writes.append(("O|" + oid, versions.get("O|" + oid), payload, _ttl_ms(deadline, wm)))
+        for oid in recs.cache.dirty:
+            value, deadline = recs.cache.data[oid]
+            writes.append(("C|" + oid, versions.get("C|" + oid), _DEADLINE.pack(deadline) + value, _ttl_ms(deadline, wm)))
+        ok = self._store.compare_and_set(writes)
+        if ok and wm > self._watermark:
+            self._watermark = wm
+        return ok
+
+
+def _first_index(keys: list[str], first: dict[str, Any]) -> list[int]:
+    seen: dict[str, int] = {}
+    for i, k in enumerate(keys):
+        seen.setdefault(k, i)
+    return [seen[k] for k in first]
+
+
+def _load_records(recs: OrderRecords, rkeys: list[str], got: list[tuple[int | None, bytes | None]]) -> None:
+    for key, (_, payload) in zip(rkeys, got, strict=True):
+        if payload is None:
+            continue
+        deadline = _DEADLINE.unpack_from(payload, 0)[0]
+        oid = key[2:]
+        if key[0] == "O":
+            recs.orders.load(oid, json.loads(payload[8:]), deadline)
+        else:
+            recs.cache.load(oid, bytes(payload[8:]), deadline)
+
+
+def _ttl_ms(deadline: float, watermark: float) -> int:
+    """The remaining event-time life, as a Redis TTL (at least a second)."""
+    life = deadline - watermark
+    return int(max(1.0, life if life == life else 1.0) * 1000)

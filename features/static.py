@@ -1,0 +1,243 @@
+"""The stateless half of an order's features: a pure function of the order and static tables.
+
+:meth:`StaticFeatures.extract` returns the static feature values plus what the stateful
+kernel needs (event time, base amount, entity keys, link members, basket lines). What
+repeats across orders (an address, an e-mail, a phone, a local hour) is computed once
+and cached, so a returning customer costs a few dictionary look-ups.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any, NamedTuple
+
+from contracts import Address, Order
+from features.address import (
+    address_key,
+    gibberish_score,
+    is_po_box,
+    is_reshipper,
+    normalize_address,
+)
+from features.geo import (
+    IpCountryTable,
+    country_timezone,
+    email_tld_country,
+    ip_prefix,
+    local_time,
+    phone_country,
+)
+from features.identity import name_email_similarity, parse_email
+from features.state import member_digest
+
+__all__ = [
+    "ENTITY_FAMILIES",
+    "MAX_ITEMS",
+    "MEMBER_FAMILIES",
+    "Extracted",
+    "StaticFeatures",
+    "address_facts",
+    "local_hour_weekday",
+    "member_id",
+    "members",
+]
+
+DAY = 86400
+MAX_ITEMS = 20
+#: Entity families with state, in the column order of the kernel's entity matrix.
+ENTITY_FAMILIES = ("customer", "email", "card", "ip", "ip24", "device", "address", "merchant", "email_domain")
+#: Families whose value is a member of a distinct-count link, in member-column order.
+MEMBER_FAMILIES = ("customer", "email", "card", "device", "address", "ip")
+_MEMBER_SLOT = {f: ENTITY_FAMILIES.index(f) for f in MEMBER_FAMILIES}
+_INT64 = 1 << 63
+
+
+class Extracted(NamedTuple):
+    """One order's static part."""
+
+    order_id: str
+    t: int
+    amount: float
+    row: dict[str, Any]
+    #: Entity values per ``ENTITY_FAMILIES`` (None when absent).
+    entities: tuple[str | None, ...]
+    combo: str
+    #: (sku, quantity, unit price in base currency or None), at most ``MAX_ITEMS``.
+    items: list[tuple[str, int, float | None]]
+    ship_ip: str
+
+
+@lru_cache(maxsize=1 << 16)
+def member_id(value: str) -> int:
+    """The member digest as a signed 64-bit integer that sorts like the digest bytes."""
+    return int.from_bytes(member_digest(value), "big") - _INT64
+
+
+_ADDRESSES: dict[tuple[str | None, ...], tuple[str | None, bool, bool, float | None]] = {}
+
+
+def address_facts(a: Address) -> tuple[str | None, bool, bool, float | None]:
+    """(normalised key, PO box, reshipper, gibberish score) of an address, cached by its fields."""
+    fields = (a.line1, a.line2, a.city, a.region, a.postal_code, a.country)
+    hit = _ADDRESSES.get(fields)
+    if hit is None:
+        street = " ".join(x for x in (a.line1, a.city) if x)
+        hit = (address_key(a), is_po_box(a), is_reshipper(normalize_address(a)),
+               gibberish_score(street) if street else None)
+        if len(_ADDRESSES) >= 1 << 16:
+            _ADDRESSES.clear()
+        _ADDRESSES[fields] = hit
+    return hit
+
+
+@lru_cache(maxsize=1 << 14)
+def _local_hour_weekday(country: str, quarter: int) -> tuple[int, int]:
+    # Every zone's UTC offset is a multiple of 15 minutes, so the local hour and weekday
+    # are constant over a UTC quarter-hour: one zoneinfo conversion per country and quarter.
+    local = local_time(datetime.fromtimestamp(quarter * 900, UTC), country)
+    return local.hour, local.weekday()
+
+
+def local_hour_weekday(when: datetime, t: float, country: str | None) -> tuple[int, int]:
+    """Hour and weekday at the country's zone; the timestamp's own offset when unknown."""
+    if country_timezone(country) is None:
+        return when.hour, when.weekday()
+    return _local_hour_weekday(country, int(t // 900))  # type: ignore[arg-type]
+
+
+class StaticFeatures:
+    """Static feature values of an order, and the keys its stateful part needs."""
+
+    def __init__(self, *, names: tuple[str, ...], rates: dict[str, float], ip_table: IpCountryTable) -> None:
+        self._template = dict.fromkeys(names)
+        self._rates = rates
+        self._ip_table = ip_table
+
+    def extract(self, order: Order) -> Extracted:
+        row = self._template.copy()
+        cust, pay = order.customer, order.payment
+        ship, bill = order.shipping_address, order.billing_address
+        ent: list[str | None] = [None] * 9
+
+        amount = float(pay.amount) if pay.amount is not None else None
+        currency = pay.currency or "EUR"
+        rate = self._rates.get(currency)
+        base = amount * rate if (amount is not None and rate is not None) else None
+        row["amount"] = amount
+        row["amount_base"] = base
+        row["currency"] = pay.currency
+        row["currency_known"] = rate is not None
+        row["payment_method"] = pay.method
+        row["card_bin"] = pay.card_bin
+        row["channel"] = order.channel
+
+        if cust.customer_id:
+            ent[0] = row["customer_id"] = cust.customer_id
+        info = parse_email(cust.email)
+        if cust.email:
+            row["email_invalid"] = info is None
+        if info is not None:
+            row["email"] = info.local + "@" + info.domain
+            ent[1] = info.normalized
+            ent[8] = row["email_domain"] = info.domain
+            row["email_disposable"] = info.disposable
+            row["email_freemail"] = info.freemail
+            row["email_local_digits"] = info.digits
+            row["email_local_digit_share"] = info.digit_share
+            row["email_local_entropy"] = info.entropy
+            row["email_local_length"] = info.length
+            row["name_email_similarity"] = name_email_similarity(cust.name, info.local)
+        if pay.card_fingerprint:
+            ent[2] = row["card_fingerprint"] = pay.card_fingerprint
+        ip = order.ip_address
+        if ip:
+            ent[3] = row["ip_address"] = ip
+            prefix = ip_prefix(ip)
+            if prefix:
+                ent[4] = row["ip_prefix"] = prefix
+        if order.device_id:
+            ent[5] = row["device_id"] = order.device_id
+        if order.merchant_id:
+            ent[7] = row["merchant_id"] = order.merchant_id
+
+        # Countries.
+        ship_c = ship.country if ship is not None else None
+        bill_c = bill.country if bill is not None else None
+        meta_ip = order.metadata.get("ip_country") if order.metadata else None
+        ip_c = meta_ip.upper() if isinstance(meta_ip, str) and len(meta_ip) == 2 else self._ip_table.lookup(ip)
+        card_c = pay.card_country
+        row["shipping_country"], row["billing_country"], row["ip_country"], row["card_country"] = ship_c, bill_c, ip_c, card_c
+        row["ship_bill_country_mismatch"] = bool(ship_c and bill_c and ship_c != bill_c)
+        row["ship_ip_country_mismatch"] = bool(ship_c and ip_c and ship_c != ip_c)
+        row["bill_ip_country_mismatch"] = bool(bill_c and ip_c and bill_c != ip_c)
+        row["card_bill_country_mismatch"] = bool(card_c and bill_c and card_c != bill_c)
+        row["card_ip_country_mismatch"] = bool(card_c and ip_c and card_c != ip_c)
+        row["card_ship_country_mismatch"] = bool(card_c and ship_c and card_c != ship_c)
+        row["countries_distinct"] = len({c for c in (ship_c, bill_c, ip_c, card_c) if c})
+        phone_c = phone_country(cust.phone)
+        row["phone_country"] = phone_c
+        row["phone_country_mismatch"] = bool(phone_c and bill_c and phone_c != bill_c)
+        tld_c = email_tld_country(info.domain) if info is not None else None
+        row["email_country_mismatch"] = bool(tld_c and bill_c and tld_c != bill_c)
+
+        # Time.
+        created = order.created_at
+        ts = created.timestamp()
+        t = int(ts)
+        hour, wd = local_hour_weekday(created, ts, ship_c or bill_c or ip_c)
+        row["local_hour"] = hour
+        row["local_weekday"] = wd
+        row["is_night"] = hour <= 6
+        row["is_weekend"] = wd >= 5
+        if cust.account_created_at is not None:
+            row["account_age_days"] = (created - cust.account_created_at).total_seconds() / DAY
+        row["has_note"] = bool(order.note or order.gift_message)
+
+        # Address.
+        if ship is not None:
+            key, po_box, reshipper, gibberish = address_facts(ship)
+            if key:
+                ent[6] = row["address_key"] = key
+            row["shipping_po_box"] = po_box
+            row["shipping_reshipper"] = reshipper
+            row["address_gibberish"] = gibberish
+            row["billing_shipping_same"] = bool(key) and bill is not None and key == address_facts(bill)[0]
+
+        # Basket.
+        items = order.items
+        lines: list[tuple[str, int, float | None]] = []
+        if items:
+            qty: dict[str, int] = {}
+            price: dict[str, float | None] = {}
+            cats: list[str] = []
+            umax = None
+            for it in items:
+                qty[it.sku] = qty.get(it.sku, 0) + it.quantity
+                p = None
+                if it.unit_price is not None and rate is not None:
+                    p = float(it.unit_price) * rate
+                    umax = p if umax is None or p > umax else umax
+                price.setdefault(it.sku, p)
+                if it.category and it.category not in cats:
+                    cats.append(it.category)
+            row["item_count"] = sum(qty.values())
+            row["line_count"] = len(items)
+            row["distinct_skus"] = len(qty)
+            row["max_sku_quantity"] = max(qty.values())
+            row["unit_price_max"] = umax
+            row["skus"] = list(qty)
+            row["categories"] = cats
+            lines = [(s, q, price[s]) for s, q in list(qty.items())[:MAX_ITEMS]]
+        else:
+            row["item_count"] = row["line_count"] = row["distinct_skus"] = 0
+            row["skus"], row["categories"] = [], []
+        return Extracted(
+            order.order_id, t, base if base is not None else 0.0, row, tuple(ent),
+            f"{ship_c or '-'}|{bill_c or '-'}|{ip_c or '-'}", lines, f"{ship_c or '-'}|{ip_c or '-'}",
+        )
+
+
+def members(entities: tuple[str | None, ...]) -> list[int | None]:
+    """Link member ids per ``MEMBER_FAMILIES``."""
+    return [member_id(v) if (v := entities[_MEMBER_SLOT[f]]) is not None else None for f in MEMBER_FAMILIES]
