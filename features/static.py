@@ -106,8 +106,56 @@ def local_hour_weekday(when: datetime, t: float, country: str | None) -> tuple[i
     return _local_hour_weekday(country, int(t // 900))  # type: ignore[arg-type]
 
 
+@lru_cache(maxsize=1 << 16)
+def _email_block(email: str, name: str | None) -> tuple[dict[str, Any], str | None, str | None, str | None]:
+    """(row values, normalised e-mail, domain, ccTLD country) of an e-mail and name."""
+    info = parse_email(email)
+    if info is None:
+        return {"email_invalid": True}, None, None, None
+    return {
+        "email_invalid": False,
+        "email": info.local + "@" + info.domain,
+        "email_domain": info.domain,
+        "email_disposable": info.disposable,
+        "email_freemail": info.freemail,
+        "email_local_digits": info.digits,
+        "email_local_digit_share": info.digit_share,
+        "email_local_entropy": info.entropy,
+        "email_local_length": info.length,
+        "name_email_similarity": name_email_similarity(name, info.local),
+    }, info.normalized, info.domain, email_tld_country(info.domain)
+
+
+@lru_cache(maxsize=1 << 14)
+def _geo_block(ship_c: str | None, bill_c: str | None, ip_c: str | None, card_c: str | None,
+               phone_c: str | None, tld_c: str | None) -> dict[str, Any]:
+    """Country values and their disagreements (a few hundred combinations in practice)."""
+    return {
+        "shipping_country": ship_c, "billing_country": bill_c, "ip_country": ip_c, "card_country": card_c,
+        "ship_bill_country_mismatch": bool(ship_c and bill_c and ship_c != bill_c),
+        "ship_ip_country_mismatch": bool(ship_c and ip_c and ship_c != ip_c),
+        "bill_ip_country_mismatch": bool(bill_c and ip_c and bill_c != ip_c),
+        "card_bill_country_mismatch": bool(card_c and bill_c and card_c != bill_c),
+        "card_ip_country_mismatch": bool(card_c and ip_c and card_c != ip_c),
+        "card_ship_country_mismatch": bool(card_c and ship_c and card_c != ship_c),
+        "countries_distinct": len({c for c in (ship_c, bill_c, ip_c, card_c) if c}),
+        "phone_country": phone_c,
+        "phone_country_mismatch": bool(phone_c and bill_c and phone_c != bill_c),
+        "email_country_mismatch": bool(tld_c and bill_c and tld_c != bill_c),
+    }
+
+
+@lru_cache(maxsize=1 << 14)
+def _time_block(hour: int, weekday: int) -> dict[str, Any]:
+    return {"local_hour": hour, "local_weekday": weekday, "is_night": hour <= 6, "is_weekend": weekday >= 5}
+
+
 class StaticFeatures:
-    """Static feature values of an order, and the keys its stateful part needs."""
+    """Static feature values of an order, and the keys its stateful part needs.
+
+    What depends only on one e-mail, address, country combination or local hour comes
+    from a cached block of row values, merged with one ``dict.update``.
+    """
 
     def __init__(self, *, names: tuple[str, ...], rates: dict[str, float], ip_table: IpCountryTable) -> None:
         self._template = dict.fromkeys(names)
@@ -118,11 +166,9 @@ class StaticFeatures:
         row = self._template.copy()
         cust, pay = order.customer, order.payment
         ship, bill = order.shipping_address, order.billing_address
-        ent: list[str | None] = [None] * 9
 
         amount = float(pay.amount) if pay.amount is not None else None
-        currency = pay.currency or "EUR"
-        rate = self._rates.get(currency)
+        rate = self._rates.get(pay.currency or "EUR")
         base = amount * rate if (amount is not None and rate is not None) else None
         row["amount"] = amount
         row["amount_base"] = base
@@ -132,73 +178,39 @@ class StaticFeatures:
         row["card_bin"] = pay.card_bin
         row["channel"] = order.channel
 
-        if cust.customer_id:
-            ent[0] = row["customer_id"] = cust.customer_id
-        info = parse_email(cust.email)
+        customer = cust.customer_id or None
+        email = domain = tld_c = None
         if cust.email:
-            row["email_invalid"] = info is None
-        if info is not None:
-            row["email"] = info.local + "@" + info.domain
-            ent[1] = info.normalized
-            ent[8] = row["email_domain"] = info.domain
-            row["email_disposable"] = info.disposable
-            row["email_freemail"] = info.freemail
-            row["email_local_digits"] = info.digits
-            row["email_local_digit_share"] = info.digit_share
-            row["email_local_entropy"] = info.entropy
-            row["email_local_length"] = info.length
-            row["name_email_similarity"] = name_email_similarity(cust.name, info.local)
-        if pay.card_fingerprint:
-            ent[2] = row["card_fingerprint"] = pay.card_fingerprint
-        ip = order.ip_address
-        if ip:
-            ent[3] = row["ip_address"] = ip
-            prefix = ip_prefix(ip)
-            if prefix:
-                ent[4] = row["ip_prefix"] = prefix
-        if order.device_id:
-            ent[5] = row["device_id"] = order.device_id
-        if order.merchant_id:
-            ent[7] = row["merchant_id"] = order.merchant_id
+            values, email, domain, tld_c = _email_block(cust.email, cust.name)
+            row.update(values)
+        card = pay.card_fingerprint or None
+        ip = order.ip_address or None
+        prefix = ip_prefix(ip) if ip else None
+        device = order.device_id or None
+        merchant = order.merchant_id or None
+        row["customer_id"], row["card_fingerprint"], row["ip_address"] = customer, card, ip
+        row["ip_prefix"], row["device_id"], row["merchant_id"] = prefix, device, merchant
 
         # Countries.
         ship_c = ship.country if ship is not None else None
         bill_c = bill.country if bill is not None else None
         meta_ip = order.metadata.get("ip_country") if order.metadata else None
         ip_c = meta_ip.upper() if isinstance(meta_ip, str) and len(meta_ip) == 2 else self._ip_table.lookup(ip)
-        card_c = pay.card_country
-        row["shipping_country"], row["billing_country"], row["ip_country"], row["card_country"] = ship_c, bill_c, ip_c, card_c
-        row["ship_bill_country_mismatch"] = bool(ship_c and bill_c and ship_c != bill_c)
-        row["ship_ip_country_mismatch"] = bool(ship_c and ip_c and ship_c != ip_c)
-        row["bill_ip_country_mismatch"] = bool(bill_c and ip_c and bill_c != ip_c)
-        row["card_bill_country_mismatch"] = bool(card_c and bill_c and card_c != bill_c)
-        row["card_ip_country_mismatch"] = bool(card_c and ip_c and card_c != ip_c)
-        row["card_ship_country_mismatch"] = bool(card_c and ship_c and card_c != ship_c)
-        row["countries_distinct"] = len({c for c in (ship_c, bill_c, ip_c, card_c) if c})
-        phone_c = phone_country(cust.phone)
-        row["phone_country"] = phone_c
-        row["phone_country_mismatch"] = bool(phone_c and bill_c and phone_c != bill_c)
-        tld_c = email_tld_country(info.domain) if info is not None else None
-        row["email_country_mismatch"] = bool(tld_c and bill_c and tld_c != bill_c)
+        row.update(_geo_block(ship_c, bill_c, ip_c, pay.card_country, phone_country(cust.phone), tld_c))
 
         # Time.
         created = order.created_at
         ts = created.timestamp()
-        t = int(ts)
-        hour, wd = local_hour_weekday(created, ts, ship_c or bill_c or ip_c)
-        row["local_hour"] = hour
-        row["local_weekday"] = wd
-        row["is_night"] = hour <= 6
-        row["is_weekend"] = wd >= 5
+        row.update(_time_block(*local_hour_weekday(created, ts, ship_c or bill_c or ip_c)))
         if cust.account_created_at is not None:
             row["account_age_days"] = (created - cust.account_created_at).total_seconds() / DAY
         row["has_note"] = bool(order.note or order.gift_message)
 
         # Address.
+        key = None
         if ship is not None:
             key, po_box, reshipper, gibberish = address_facts(ship)
-            if key:
-                ent[6] = row["address_key"] = key
+            row["address_key"] = key or None
             row["shipping_po_box"] = po_box
             row["shipping_reshipper"] = reshipper
             row["address_gibberish"] = gibberish
@@ -233,7 +245,8 @@ class StaticFeatures:
             row["item_count"] = row["line_count"] = row["distinct_skus"] = 0
             row["skus"], row["categories"] = [], []
         return Extracted(
-            order.order_id, t, base if base is not None else 0.0, row, tuple(ent),
+            order.order_id, int(ts), base if base is not None else 0.0, row,
+            (customer, email, card, ip, prefix, device, key or None, merchant, domain),
             f"{ship_c or '-'}|{bill_c or '-'}|{ip_c or '-'}", lines, f"{ship_c or '-'}|{ip_c or '-'}",
         )
 

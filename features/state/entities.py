@@ -84,31 +84,21 @@ class EntityTables:
                    self.DM, self.DT, self.DO, self.DK, self.DN, self.RP, self.RO, self.RN,
                    self.ED, self.EFAM, self.DIRTY, self.MEMBER, self._fam_ttl, self.TOP)
 
-    def reserve(self, eids: np.ndarray, *, rings: int = 0, fraud: bool = False) -> None:
-        """Make room for one kernel call touching ``eids`` (with repeats: one per event).
+    def grow(self) -> None:
+        """At least double every arena, compacting the live parts into the new ones."""
+        n = len(self.keys)
+        live_s = int(self.SK[: 2 * n].sum())
+        live_d = int(self.DK[: 4 * n].sum())
+        live_r = k.PRICE_RING * int((self.RO[:n] >= 0).sum())
+        self._arenas(max(2 * self.AT.shape[0], 3 * live_s), max(2 * self.DM.shape[0], 3 * live_d),
+                     max(2 * self.RP.shape[0], 3 * live_r))
 
-        A part with ``k`` new events, now of capacity ``c``, allocates at most
-        ``4 (c + k) + 8`` more words before it stops growing (doubling from 4), so this
-        bound is safe; arenas grow, and the garbage left by moved parts is compacted
-        away, only when it is exceeded.
-        """
-        uniq = np.unique(eids)
-        part = 1 if fraud else 0
-        need_s = int(4 * self.SK[2 * uniq + part].sum() + 4 * eids.size + 8 * uniq.size)
-        if fraud:
-            need_d = 0
-        else:
-            dk = self.DK.reshape(-1, 4)[uniq]
-            need_d = int(4 * dk.sum() + 16 * eids.size + 16 * uniq.size)
-        need_r = k.PRICE_RING * rings
-        top = self.TOP
-        if (top[0] + need_s > self.AT.shape[0] or top[1] + need_d > self.DM.shape[0]
-                or top[2] + need_r > self.RP.shape[0]):
-            n = len(self.keys)
-            live_s = int(self.SK[: 2 * n].sum())
-            live_d = int(self.DK[: 4 * n].sum())
-            live_r = k.PRICE_RING * int((self.RO[:n] >= 0).sum())
-            self._arenas(2 * (live_s + need_s), 2 * (live_d + need_d), 2 * (live_r + need_r))
+    def reserve(self, eids: np.ndarray) -> None:
+        """Make room for fraud events on ``eids`` (one per entry): a part with ``k`` new
+        events, now of capacity ``c``, allocates at most ``4 (c + k) + 8`` more words."""
+        need = 4 * int(self.SK[2 * eids + 1].sum()) + 12 * eids.size
+        while self.TOP[0] + need > self.AT.shape[0]:
+            self.grow()
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -120,10 +110,11 @@ class EntityTables:
         for j, eid in enumerate(out):
             if eid < 0:
                 # A key repeated in this batch is created once and found after.
-                out[j] = self.ids.get(keys[j]) if keys[j] in self.ids else self._new(keys[j], fams[j])
+                out[j] = self.ids.get(keys[j]) if keys[j] in self.ids else self.new(keys[j], fams[j])
         return out
 
-    def _new(self, key: str, fam: int) -> int:
+    def new(self, key: str, fam: int) -> int:
+        """Create the entity ``key`` of family ``fam`` (it must not exist); returns its id."""
         if self._free:
             eid = self._free.pop()
             self.keys[eid] = key

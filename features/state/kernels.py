@@ -68,23 +68,25 @@ def _bisect_right(a, lo, hi, x):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _top(AT, SO, SN, sid, t):  # pragma: no cover
+def _top(st, sid, t):  # pragma: no cover
     """How many buckets of series ``sid`` start at or before ``t``."""
-    o = SO[sid]
-    return _bisect_right(AT, o, o + SN[sid], t) - o
+    o = st[4][sid]
+    return _bisect_right(st[0], o, o + st[6][sid], t) - o
 
 
 @njit(cache=True)
-def _win(AT, AC, AS, AQ, SO, SB, sid, top, lo):  # pragma: no cover
+def _win(st, sid, top, lo):  # pragma: no cover
     """(count, sum, sumsq) of the buckets in ``(lo, start of bucket top - 1]``."""
     if top == 0:
         return 0.0, 0.0, 0.0
-    o = SO[sid]
-    j = _bisect_right(AT, o, o + top, lo) - o
+    AC, AS, AQ = st[1], st[2], st[3]
+    o = st[4][sid]
+    j = _bisect_right(st[0], o, o + top, lo) - o
     if j >= top:
         return 0.0, 0.0, 0.0
     k = o + top - 1
     if j == 0:
+        SB = st[7]
         return AC[k] - SB[sid, 0], AS[k] - SB[sid, 1], AQ[k] - SB[sid, 2]
     return AC[k] - AC[o + j - 1], AS[k] - AS[o + j - 1], AQ[k] - AQ[o + j - 1]
 
@@ -178,8 +180,9 @@ def _series_adds(AT, AC, AS, AQ, SO, SK, SN, SB, SR, TOP, DIRTY,
 
 # ---------------------------------------------------------------------------- distinct
 @njit(cache=True)
-def _distinct_counts(DM, DT, DO, DN, did, hi, span, extra, has_extra):  # pragma: no cover
-    o = DO[did]
+def _distinct_counts(st, did, hi, span, extra, has_extra):  # pragma: no cover
+    DM, DT, DN = st[9], st[10], st[13]
+    o = st[11][did]
     lo = hi - span
     c = 0
     mine = False
@@ -289,8 +292,12 @@ def _median(values):  # pragma: no cover
 
 
 @njit(cache=True)
-def featurize_batch(st, cfg, batch, out):  # pragma: no cover
-    """Featurise a micro-batch in input order: order ``i`` reads state, then records.
+def featurize_batch(st, cfg, batch, out, start):  # pragma: no cover
+    """Featurise a micro-batch in input order from ``start``: order ``i`` reads, then records.
+
+    Returns how many orders are done: fewer than the batch when an order's writes would
+    not fit in the arenas (nothing of that order is written yet; grow them and call again
+    from there: its reads and expiry touches repeat identically).
 
     ``cfg``: per family horizon, velocity/risk flags, role (1 customer, 2 merchant),
     link targets (entity columns) and the output column tables, then the window spans,
@@ -326,7 +333,9 @@ def featurize_batch(st, cfg, batch, out):  # pragma: no cover
     a_cut = np.empty(most)
     d_did = np.empty(4 * n_ent, dtype=np.int64)
     d_mem = np.empty(4 * n_ent, dtype=np.int64)
-    for i in range(t_arr.shape[0]):
+    r_eid = np.empty(most, dtype=np.int64)
+    r_price = np.empty(most)
+    for i in range(start, t_arr.shape[0]):
         mode = rec_arr[i]
         if mode < 0:
             continue
@@ -351,6 +360,7 @@ def featurize_batch(st, cfg, batch, out):  # pragma: no cover
         _touch_all(ED, EFAM, fam_ttl, DIRTY, SK, SN, SB, DK, DN, RO, RN, touch, nt, wm)
         na = 0
         nd = 0
+        nring = 0
         for e in range(n_ent):
             eid = ents[i, e]
             if eid < 0:
@@ -359,10 +369,10 @@ def featurize_batch(st, cfg, batch, out):  # pragma: no cover
             horizon = fam_horizon[fam]
             role = fam_role[fam]
             sid = 2 * eid
-            top = _top(AT, SO, SN, sid, t)
+            top = _top(st, sid, t)
             if fam_vel[fam]:
                 for k in range(nv):
-                    c, s, q = _win(AT, AC, AS, AQ, SO, SB, sid, top, t - vel_spans[k])
+                    c, s, q = _win(st, sid, top, t - vel_spans[k])
                     c += 1.0
                     s += amt
                     row[vel_col[fam, k]] = c
@@ -373,7 +383,7 @@ def featurize_batch(st, cfg, batch, out):  # pragma: no cover
                     if prev > t - horizon:
                         row[vel_col[fam, 3 * nv]] = t - prev
                 if role == 1:
-                    c30, s30, q30 = _win(AT, AC, AS, AQ, SO, SB, sid, top, t - vel_spans[nv - 1])
+                    c30, s30, q30 = _win(st, sid, top, t - vel_spans[nv - 1])
                     row[misc_col[0]] = 1.0 if c30 == 0 else 0.0
                     if c30 > 0:
                         mean = s30 / c30
@@ -384,8 +394,8 @@ def featurize_batch(st, cfg, batch, out):  # pragma: no cover
                         if c30 >= 3:
                             row[misc_col[3]] = (amt - mean) / max(std, 0.05 * mean, 0.01)
             elif role == 2:  # the merchant: live counts
-                row[misc_col[4]] = _win(AT, AC, AS, AQ, SO, SB, sid, top, t - 3600.0)[0] + 1.0
-                row[misc_col[5]] = _win(AT, AC, AS, AQ, SO, SB, sid, top, t - DAY)[0] + 1.0
+                row[misc_col[4]] = _win(st, sid, top, t - 3600.0)[0] + 1.0
+                row[misc_col[5]] = _win(st, sid, top, t - DAY)[0] + 1.0
                 if top > 0:
                     prev = AT[SO[sid] + top - 1]
                     if prev > t - horizon:
@@ -393,15 +403,15 @@ def featurize_batch(st, cfg, batch, out):  # pragma: no cover
             if fam_risk[fam]:
                 # Windows (t - delay - w, t - delay]: orders whose labels have had time to arrive.
                 hi = t - delay
-                rtop = _top(AT, SO, SN, sid, hi)
+                rtop = _top(st, sid, hi)
                 has_f = SN[sid + 1] > 0
-                ftop = _top(AT, SO, SN, sid + 1, hi)
+                ftop = _top(st, sid + 1, hi)
                 for k in range(nr):
-                    cnt = _win(AT, AC, AS, AQ, SO, SB, sid, rtop, hi - risk_spans[k])[0]
+                    cnt = _win(st, sid, rtop, hi - risk_spans[k])[0]
                     if not has_f:
                         row[risk_col[fam, k]] = 0.0
                     else:
-                        fr = _win(AT, AC, AS, AQ, SO, SB, sid + 1, ftop, hi - risk_spans[k])[0]
+                        fr = _win(st, sid + 1, ftop, hi - risk_spans[k])[0]
                         row[risk_col[fam, k]] = fr / cnt if cnt > 0 else 0.0
                     if role == 2:
                         row[misc_col[7 + k]] = cnt
@@ -414,8 +424,8 @@ def featurize_batch(st, cfg, batch, out):  # pragma: no cover
                 teid = ents[i, tgt]
                 has = teid >= 0
                 m = MEMBER[teid] if has else 0
-                row[link_col[fam, k, 0]] = _distinct_counts(DM, DT, DO, DN, did, t, DAY, m, has)
-                row[link_col[fam, k, 1]] = _distinct_counts(DM, DT, DO, DN, did, t, month, m, has)
+                row[link_col[fam, k, 0]] = _distinct_counts(st, did, t, DAY, m, has)
+                row[link_col[fam, k, 1]] = _distinct_counts(st, did, t, month, m, has)
                 if has:
                     d_did[nd] = did
                     d_mem[nd] = m
@@ -429,8 +439,8 @@ def featurize_batch(st, cfg, batch, out):  # pragma: no cover
         # Country combination rarity (hourly buckets, earlier orders only).
         g0 = 2 * combo[i]
         ga = 2 * combo_all
-        cc = _win(AT, AC, AS, AQ, SO, SB, g0, _top(AT, SO, SN, g0, t), t - month)[0]
-        ct = _win(AT, AC, AS, AQ, SO, SB, ga, _top(AT, SO, SN, ga, t), t - month)[0]
+        cc = _win(st, g0, _top(st, g0, t), t - month)[0]
+        ct = _win(st, ga, _top(st, ga, t), t - month)[0]
         row[misc_col[10]] = cc
         if ct != 0:
             row[misc_col[11]] = cc / ct
@@ -453,10 +463,10 @@ def featurize_batch(st, cfg, batch, out):  # pragma: no cover
                 kc = l_skuc[li]
                 q = l_q[li]
                 p = l_p[li]
-                top = _top(AT, SO, SN, 2 * ks, t)
-                n1 = _win(AT, AC, AS, AQ, SO, SB, 2 * ks, top, t - DAY)[0]
-                n30, s30, _ = _win(AT, AC, AS, AQ, SO, SB, 2 * ks, top, t - month)
-                c30, cs30, _ = _win(AT, AC, AS, AQ, SO, SB, 2 * kc, _top(AT, SO, SN, 2 * kc, t), t - month)
+                top = _top(st, 2 * ks, t)
+                n1 = _win(st, 2 * ks, top, t - DAY)[0]
+                n30, s30, _ = _win(st, 2 * ks, top, t - month)
+                c30, cs30, _ = _win(st, 2 * kc, _top(st, 2 * kc, t), t - month)
                 usual = NAN
                 if c30 != 0:
                     usual = cs30 / c30
@@ -485,28 +495,51 @@ def featurize_batch(st, cfg, batch, out):  # pragma: no cover
                     a_cut_if[na] = t - ttl_small
                     a_cut[na] = t - ttl_small + DAY
                     na += 1
-                if record and p == p:
-                    if RO[ks] < 0:
-                        RO[ks] = TOP[2]
-                        TOP[2] += PRICE_RING
-                    ro = RO[ks]
-                    if pn == PRICE_RING:
-                        for k in range(PRICE_RING - 1):
-                            RP[ro + k] = RP[ro + k + 1]
-                        pn -= 1
-                    RP[ro + pn] = l_pr[li]
-                    RN[ks] = pn + 1
-                    DIRTY[ks] = 1
+                if p == p:
+                    r_eid[nring] = ks
+                    r_price[nring] = l_pr[li]
+                    nring += 1
             row[misc_col[13]] = ratio_max
             row[misc_col[14]] = surprise_max
             row[misc_col[15]] = orders_1d
             row[misc_col[16]] = dev_max
 
-        if record:
-            a_t[:na] = t
-            _series_adds(AT, AC, AS, AQ, SO, SK, SN, SB, SR, TOP, DIRTY,
-                         a_sid, a_t, a_val, a_cnt, a_cut_if, a_cut, na)
-            _distinct_adds(DM, DT, DO, DK, DN, TOP, DIRTY, d_did, d_mem, nd, np.int64(t), cap)
+        if not record:
+            continue
+        # Room for this order's writes? (Parts grow by doubling; rings are 25 prices.)
+        need_s = 0
+        for j in range(na):
+            if SN[a_sid[j]] == SK[a_sid[j]]:
+                need_s += max(4, 2 * SN[a_sid[j]])
+        need_d = 0
+        for j in range(nd):
+            if DN[d_did[j]] == DK[d_did[j]]:
+                need_d += max(2, min(2 * DN[d_did[j]], cap + 1))
+        need_r = 0
+        for j in range(nring):
+            if RO[r_eid[j]] < 0:
+                need_r += PRICE_RING
+        if TOP[0] + need_s > AT.shape[0] or TOP[1] + need_d > DM.shape[0] or TOP[2] + need_r > RP.shape[0]:
+            return i
+        a_t[:na] = t
+        _series_adds(AT, AC, AS, AQ, SO, SK, SN, SB, SR, TOP, DIRTY,
+                     a_sid, a_t, a_val, a_cnt, a_cut_if, a_cut, na)
+        _distinct_adds(DM, DT, DO, DK, DN, TOP, DIRTY, d_did, d_mem, nd, np.int64(t), cap)
+        for j in range(nring):
+            ks = r_eid[j]
+            if RO[ks] < 0:
+                RO[ks] = TOP[2]
+                TOP[2] += PRICE_RING
+            ro = RO[ks]
+            pn = RN[ks]
+            if pn == PRICE_RING:
+                for k in range(PRICE_RING - 1):
+                    RP[ro + k] = RP[ro + k + 1]
+                pn -= 1
+            RP[ro + pn] = r_price[j]
+            RN[ks] = pn + 1
+            DIRTY[ks] = 1
+    return t_arr.shape[0]
 
 
 @njit(cache=True)

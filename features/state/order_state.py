@@ -45,16 +45,23 @@ class OrderRecords:
 
 
 class OrderState(Protocol):
-    def transact(self, keys: list[str], fams: list[int], order_ids: Sequence[str], fn: Fn[T]) -> T: ...
+    def transact(self, keys: Callable[[], tuple[list[str], list[int]]], order_ids: Sequence[str], fn: Fn[T]) -> T:
+        """Run ``fn`` on the state of one micro-batch; ``keys()`` names the entities it touches."""
+        ...
 
     def transact_labels(self, order_ids: Sequence[str], fn: Fn[T]) -> T: ...
 
 
-def order_state_for(store: StateStore, new_tables: Callable[[], EntityTables],
-                    family_of: Callable[[str], int]) -> OrderState:
-    """The order state that lives where ``store`` keeps its state."""
+LabelKeys = Callable[[Any], list[tuple[str, int]]]
+
+
+def order_state_for(store: StateStore, new_tables: Callable[[], EntityTables], label_keys: LabelKeys) -> OrderState:
+    """The order state that lives where ``store`` keeps its state.
+
+    ``label_keys(order record)``: the (entity key, family) pairs a label of that order updates.
+    """
     if store.backend == "redis":
-        return RedisOrderState(store, new_tables, family_of)
+        return RedisOrderState(store, new_tables, label_keys)
     return MemoryOrderState(new_tables)
 
 
@@ -68,8 +75,8 @@ class MemoryOrderState:
         self._sweep_every = sweep_every_s
         self._last_sweep = float("-inf")
 
-    def transact(self, keys: list[str], fams: list[int], order_ids: Sequence[str], fn: Fn[T]) -> T:
-        return self._run(fn)
+    def transact(self, keys: Callable[[], tuple[list[str], list[int]]], order_ids: Sequence[str], fn: Fn[T]) -> T:
+        return self._run(fn)  # every entity is at hand: no need to name them
 
     def transact_labels(self, order_ids: Sequence[str], fn: Fn[T]) -> T:
         return self._run(fn)
@@ -95,17 +102,18 @@ class MemoryOrderState:
 class RedisOrderState:
     """Redis: the batch's keys read in one round trip and written back atomically."""
 
-    def __init__(self, store: Any, new_tables: Callable[[], EntityTables], family_of: Callable[[str], int]) -> None:
+    def __init__(self, store: Any, new_tables: Callable[[], EntityTables], label_keys: LabelKeys) -> None:
         self._store = store
         self._new_tables = new_tables
-        self._family_of = family_of
+        self._label_keys = label_keys
         # Event time is per process here: expiry decisions only matter 30+ days back.
         self._watermark = float("-inf")
 
-    def transact(self, keys: list[str], fams: list[int], order_ids: Sequence[str], fn: Fn[T]) -> T:
-        first = dict.fromkeys(keys)
+    def transact(self, keys: Callable[[], tuple[list[str], list[int]]], order_ids: Sequence[str], fn: Fn[T]) -> T:
+        all_keys, fams = keys()
+        first = dict.fromkeys(all_keys)
         ukeys = list(first)
-        ufams = [fams[i] for i in _first_index(keys, first)]
+        ufams = [fams[i] for i in _first_index(all_keys, first)]
         rkeys = [k for oid in order_ids for k in ("O|" + oid, "C|" + oid)]
         rkeys = list(dict.fromkeys(rkeys))
 
@@ -128,10 +136,11 @@ class RedisOrderState:
             got = self._store.mget(rkeys)
             recs = OrderRecords(self._watermark)
             _load_records(recs, rkeys, got)
-            ekeys = list(dict.fromkeys("E." + ek for entry in recs.orders.data.values() for ek in entry[0][2]))
+            fam = dict(kf for rec in recs.orders.values.values() for kf in self._label_keys(rec))
+            ekeys = list(fam)
             egot = self._store.mget(ekeys)
             tables = self._new_tables()
-            tables.load(ekeys, [self._family_of(k) for k in ekeys], [p for _, p in egot])
+            tables.load(ekeys, [fam[k] for k in ekeys], [p for _, p in egot])
             result = fn(tables, recs)
             versions = dict(zip(rkeys + ekeys, (v for v, _ in [*got, *egot]), strict=True))
             return self._commit(tables, recs, versions), result
@@ -144,11 +153,11 @@ class RedisOrderState:
         for key, blob, deadline in tables.dump_dirty():
             writes.append((key, versions.get(key), blob, _ttl_ms(deadline, wm)))
         for oid in recs.orders.dirty:
-            value, deadline = recs.orders.data[oid]
+            value, deadline = recs.orders.values[oid], recs.orders.deadlines[oid]
             payload = _DEADLINE.pack(deadline) + json.dumps(value, separators=(",", ":")).encode()
             writes.append(("O|" + oid, versions.get("O|" + oid), payload, _ttl_ms(deadline, wm)))
         for oid in recs.cache.dirty:
-            value, deadline = recs.cache.data[oid]
+            value, deadline = recs.cache.values[oid], recs.cache.deadlines[oid]
             writes.append(("C|" + oid, versions.get("C|" + oid), _DEADLINE.pack(deadline) + value, _ttl_ms(deadline, wm)))
         ok = self._store.compare_and_set(writes)
         if ok and wm > self._watermark:
@@ -170,7 +179,8 @@ def _load_records(recs: OrderRecords, rkeys: list[str], got: list[tuple[int | No
         deadline = _DEADLINE.unpack_from(payload, 0)[0]
         oid = key[2:]
         if key[0] == "O":
-            recs.orders.load(oid, json.loads(payload[8:]), deadline)
+            t, flag, ents = json.loads(payload[8:])
+            recs.orders.load(oid, (t, flag, tuple(ents)), deadline)
         else:
             recs.cache.load(oid, bytes(payload[8:]), deadline)
 
