@@ -130,6 +130,20 @@ class EntityTables:
         self.MEMBER[eid] = 0 if member is None else member
         return eid
 
+    def _bulk_new(self, keys: Sequence[str], fams: Sequence[int]) -> np.ndarray:
+        """:meth:`new` for many distinct keys at once, in a table that has none yet."""
+        n = len(keys)
+        while self._cap < n:
+            self._grow(2 * self._cap)
+        self.keys = list(keys)
+        self.ids = dict(zip(keys, range(n), strict=True))
+        fam = np.asarray(fams, dtype=np.int64)
+        self.EFAM[:n] = fam
+        self.SR[:n] = self._fam_res[fam]
+        member_of = self._member_of
+        self.MEMBER[:n] = [m if (m := member_of(f, key)) is not None else 0 for key, f in zip(keys, fams, strict=True)]
+        return np.arange(n, dtype=np.int64)
+
     def expire(self, watermark: float) -> int:
         """Drop every entity whose deadline passed (its arena space is reclaimed by the
         next compaction); returns how many."""
@@ -149,8 +163,8 @@ class EntityTables:
     # ------------------------------------------------------------------ bytes (Redis)
     def load(self, keys: Sequence[str], fams: Sequence[int], blobs: Sequence[bytes | None],
              *, headroom: int = 0) -> np.ndarray:
-        """Resolve ``keys``; entities with a blob get their state from it."""
-        eids = np.asarray(self.resolve(keys, fams), dtype=np.int64)
+        """Create ``keys`` (distinct, in an empty table); entities with a blob get their state from it."""
+        eids = self._bulk_new(keys, fams)
         have = [j for j, b in enumerate(blobs) if b]
         words = sum(len(blobs[j]) for j in have) // 8  # type: ignore[arg-type]
         self._arenas(words + headroom, words + headroom, k.PRICE_RING * len(have) + headroom)

@@ -111,20 +111,22 @@ class RedisOrderState:
 
     def transact(self, keys: Callable[[], tuple[list[str], list[int]]], order_ids: Sequence[str], fn: Fn[T]) -> T:
         all_keys, fams = keys()
-        first = dict.fromkeys(all_keys)
-        ukeys = list(first)
-        ufams = [fams[i] for i in _first_index(all_keys, first)]
-        rkeys = [k for oid in order_ids for k in ("O|" + oid, "C|" + oid)]
-        rkeys = list(dict.fromkeys(rkeys))
+        fam_of = dict(zip(all_keys, fams, strict=True))
+        ukeys = list(fam_of)
+        ufams = list(fam_of.values())
+        okeys = list(dict.fromkeys("O|" + oid for oid in order_ids))
 
         def attempt() -> tuple[bool, T]:
-            got = self._store.mget(ukeys + rkeys)
+            got = self._store.mget(ukeys + okeys)
+            # Cached rows only for orders already recorded (re-deliveries: rare).
+            ckeys = ["C|" + k[2:] for k, (_, p) in zip(okeys, got[len(ukeys):], strict=True) if p is not None]
+            cgot = self._store.mget(ckeys) if ckeys else []
             tables = self._new_tables()
             tables.load(ukeys, ufams, [p for _, p in got[: len(ukeys)]])
             recs = OrderRecords(self._watermark)
-            _load_records(recs, rkeys, got[len(ukeys):])
+            _load_records(recs, okeys + ckeys, got[len(ukeys):] + cgot)
             result = fn(tables, recs)
-            versions = dict(zip(ukeys + rkeys, (v for v, _ in got), strict=True))
+            versions = dict(zip(ukeys + okeys + ckeys, (v for v, _ in [*got, *cgot]), strict=True))
             return self._commit(tables, recs, versions), result
 
         return self._store.optimistic(attempt)
@@ -163,13 +165,6 @@ class RedisOrderState:
         if ok and wm > self._watermark:
             self._watermark = wm
         return ok
-
-
-def _first_index(keys: list[str], first: dict[str, Any]) -> list[int]:
-    seen: dict[str, int] = {}
-    for i, k in enumerate(keys):
-        seen.setdefault(k, i)
-    return [seen[k] for k in first]
 
 
 def _load_records(recs: OrderRecords, rkeys: list[str], got: list[tuple[int | None, bytes | None]]) -> None:
