@@ -38,9 +38,9 @@ class OrderRecords:
 
     __slots__ = ("cache", "orders", "watermark")
 
-    def __init__(self, watermark: float = float("-inf")) -> None:
-        self.orders = ExpiringMap()
-        self.cache = ExpiringMap()
+    def __init__(self, watermark: float = float("-inf"), *, track_writes: bool = False) -> None:
+        self.orders = ExpiringMap(track_writes=track_writes)
+        self.cache = ExpiringMap(track_writes=track_writes)
         self.watermark = watermark
 
 
@@ -123,7 +123,7 @@ class RedisOrderState:
             cgot = self._store.mget(ckeys) if ckeys else []
             tables = self._new_tables()
             tables.load(ukeys, ufams, [p for _, p in got[: len(ukeys)]])
-            recs = OrderRecords(self._watermark)
+            recs = OrderRecords(self._watermark, track_writes=True)
             _load_records(recs, okeys + ckeys, got[len(ukeys):] + cgot)
             result = fn(tables, recs)
             versions = dict(zip(ukeys + okeys + ckeys, (v for v, _ in [*got, *cgot]), strict=True))
@@ -136,7 +136,7 @@ class RedisOrderState:
 
         def attempt() -> tuple[bool, T]:
             got = self._store.mget(rkeys)
-            recs = OrderRecords(self._watermark)
+            recs = OrderRecords(self._watermark, track_writes=True)
             _load_records(recs, rkeys, got)
             fam = dict(kf for rec in recs.orders.values.values() for kf in self._label_keys(rec))
             ekeys = list(fam)

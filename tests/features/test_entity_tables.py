@@ -1,0 +1,176 @@
+"""The compiled entity state: arenas, growth, expiry, bytes, and parity with the Python parts."""
+
+from __future__ import annotations
+
+from copy import deepcopy
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from contracts import Label, Order
+from features import OrderFeaturizer
+from features.featurizer import _member_of
+from features.state import DistinctSet, WindowSeries
+from features.state import kernels as k
+from features.state.entities import EntityTables
+from features.state.records import ExpiringMap
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def _orders(n: int, *, step_s: int = 60, start: datetime = T0, prefix: str = "o", pool: int = 7) -> list[Order]:
+    return [
+        Order.model_validate({
+            "order_id": f"{prefix}-{i}", "created_at": (start + timedelta(seconds=step_s * i)).isoformat(),
+            "customer": {"customer_id": f"c-{i % pool}", "email": f"u{i % pool}@example.com"},
+            "payment": {"card_fingerprint": f"fp-{i % (pool + 2)}", "amount": f"{10 + i % 13}.50", "currency": "EUR"},
+            "shipping_address": {"line1": f"{i % 5} Main St", "postal_code": "10001", "country": ["US", "DE"][i % 2]},
+            "ip_address": f"198.51.100.{i % 11}", "device_id": f"d-{i % 3}", "merchant_id": f"m-{i % 2}",
+            "items": [{"sku": f"S{i % 4}", "quantity": 1 + i % 3, "unit_price": f"{5 + i % 7}"}],
+        })
+        for i in range(n)
+    ]
+
+
+class _Tiny(OrderFeaturizer):
+    """Entity tables that start with room for one entity: every batch grows them."""
+
+    def _new_tables(self) -> EntityTables:
+        return EntityTables(self._fam_ttl, self._fam_res, _member_of, capacity=1)
+
+
+def test_arenas_grow_mid_batch_without_changing_a_feature():
+    orders = _orders(400)
+    big = OrderFeaturizer().featurize(orders)
+    tiny = _Tiny()
+    small = tiny.featurize(orders[:150]) + tiny.featurize(orders[150:])
+    assert small == big
+    tables = tiny._orders.tables
+    assert tables.AT.shape[0] > 64 and len(tables) > 50  # it did grow, many times over
+
+
+def test_compaction_keeps_every_value():
+    orders = _orders(300)
+    plain = OrderFeaturizer()
+    compacted = OrderFeaturizer()
+    for i in range(0, 300, 50):
+        assert compacted.featurize(orders[i : i + 50]) == plain.featurize(orders[i : i + 50])
+        compacted._orders.tables.grow()  # move every live part to a fresh arena
+
+
+def test_expired_entities_are_dropped_and_come_back_empty():
+    f = OrderFeaturizer(allowed_lateness_s=0)
+    first = f.featurize(_orders(20, prefix="a"))
+    tables = f._orders.tables
+    assert len(tables) > 20
+    # 40 days later: everything expired (the longest look-back is 30 days + 1 day slack).
+    later = _orders(1, start=T0 + timedelta(days=40), prefix="b")
+    row = f.featurize(later)[0]
+    assert row["customer_tx_count_30d"] == 1 and row["customer_first_order"] is True
+    f._orders.sweep()
+    assert len(tables) < 20  # only what the late order touched is left
+    assert first[-1]["customer_tx_count_1d"] > 1
+
+
+def test_entity_bytes_round_trip_gives_the_same_next_features():
+    orders = _orders(120)
+    f = OrderFeaturizer()
+    f.featurize(orders[:100])
+    src = f._orders.tables
+    n = len(src.keys)
+    src.DIRTY[:n] = 1
+    dumped = src.dump_dirty()
+    copy = f._new_tables()
+    keys = [key for key, _, _ in dumped]
+    copy.load(keys, [int(src.EFAM[src.ids[key]]) for key in keys], [blob for _, blob, _ in dumped])
+    assert copy.dump_dirty() == []  # loaded, not changed
+    for key, blob, deadline in dumped:
+        assert copy.ED[copy.ids[key]] == deadline
+        assert _one(copy, key) == blob
+    g = OrderFeaturizer()
+    g._orders.tables = copy
+    g._orders.records = deepcopy(f._orders.records)
+    assert g.featurize(orders[100:]) == f.featurize(orders[100:])
+
+
+def _one(tables: EntityTables, key: str) -> bytes:
+    data, ends = k.encode_entities(tables.st, np.array([tables.ids[key]], dtype=np.int64))
+    return data.tobytes()[: ends[0]]
+
+
+def test_labels_after_growth_and_re_delivery_are_exact():
+    orders = _orders(200)
+    tiny, plain = _Tiny(label_delay_s=600), OrderFeaturizer(label_delay_s=600)
+    labels = [Label(order_id=f"o-{i}", label="fraud", source="chargeback", created_at=T0) for i in range(0, 200, 9)]
+    for f in (tiny, plain):
+        f.featurize(orders[:120])
+        f.apply_labels(labels)
+    assert tiny.featurize(orders[100:]) == plain.featurize(orders[100:])  # 20 re-deliveries, 80 new
+
+
+events = st.lists(st.tuples(st.integers(0, 4000), st.floats(-1e4, 1e4, allow_nan=False, allow_infinity=False)),
+                  min_size=1, max_size=60)
+
+
+@settings(max_examples=100, deadline=None)
+@given(events=events, hi=st.integers(0, 4000), span=st.integers(1, 5000), cut=st.integers(-1, 2000),
+       res=st.sampled_from([1, 60, 3600]))
+def test_kernel_series_is_bit_identical_to_window_series(events, hi, span, cut, res):
+    tables = EntityTables(np.array([1e12]), np.array([res]), lambda f, key: None, capacity=1)
+    (eid,) = tables.resolve(["x"], [0])
+    ref = WindowSeries(res)
+    for j, (t, v) in enumerate(events):  # arbitrary arrival order; the last add may prune
+        prune = cut >= 0 and j == len(events) - 1
+        ref.add(t, v)
+        if prune:
+            ref.prune(cut)
+        while tables.TOP[0] + 4 * (tables.SN[2 * eid] + 1) + 8 > tables.AT.shape[0]:
+            tables.grow()
+        s = tables.st
+        k._series_adds(*s[:9], s[22], s[19], np.array([2 * eid]), np.array([float(t)]), np.array([v]),
+                       np.ones(1, dtype=np.int64), np.array([np.inf if prune else -np.inf]),
+                       np.array([float(cut)]), 1)
+    top = k._top(tables.st, 2 * eid, float(hi))
+    assert k._win(tables.st, 2 * eid, top, float(hi - span)) == tuple(float(x) for x in ref.window(hi - span, hi))
+
+
+@settings(max_examples=60, deadline=None)
+@given(adds=st.lists(st.tuples(st.integers(0, 40), st.integers(0, 3000)), max_size=200),
+       hi=st.integers(0, 3000), extra=st.integers(0, 45))
+def test_kernel_distinct_sets_match_distinct_set(adds, hi, extra):
+    cap = 8
+    tables = EntityTables(np.array([1e12]), np.array([1]), lambda f, key: None, capacity=1)
+    (eid,) = tables.resolve(["x"], [0])
+    ref = DistinctSet(cap)
+    did = 4 * eid
+    for m, t in adds:
+        ref.add(_digest(m), t)
+        while tables.TOP[1] + 2 * cap + 4 > tables.DM.shape[0]:
+            tables.grow()
+        s = tables.st
+        k._distinct_adds(s[9], s[10], s[11], s[12], s[13], s[22], s[19], np.array([did]), np.array([m]), 1, t, cap)
+    spans = (60, 3600)
+    mine = [k._distinct_counts(tables.st, did, float(hi), float(w), extra, True) for w in spans]
+    # Members as bytes that sort like the integers (the featuriser's member ids do too).
+    assert mine == ref.counts(hi, spans, extra=_digest(extra))
+
+
+def _digest(m: int) -> bytes:
+    return m.to_bytes(8, "big")
+
+
+def test_expiring_map_is_event_time_and_untracked_in_process():
+    em = ExpiringMap()
+    em.put("a", (1, 0, ()), 100.0)
+    assert em.get("a", 50.0, extend_to=200.0) == (1, 0, ())
+    assert em.get("a", 150.0) is not None  # extended
+    assert em.get("a", 250.0) is None and len(em) == 0
+    em.put("b", b"x", 10.0)
+    em.put("c", b"y", 10_000.0)
+    assert em.sweep(7200.0) == 1 and len(em) == 1
+    assert len(em.dirty) == 0  # in-process: nothing accumulates
+    tracked = ExpiringMap(track_writes=True)
+    tracked.put("d", b"z", 1.0)
+    assert tracked.dirty == {"d"}
