@@ -554,41 +554,35 @@ def apply_fraud(st, wm, eids, times, deltas):  # pragma: no cover
 
 # ---------------------------------------------------------------------------- arenas
 @njit(cache=True)
+def _move_parts(O, K, N, n_parts, old, new, min_cap):  # pragma: no cover
+    """Copy parts ``< n_parts`` (offset, capacity, length) from the ``old`` arenas to the
+    ``new`` ones, back to back; a part keeps its capacity unless it uses under a quarter."""
+    top = 0
+    for p in range(n_parts):
+        if K[p] == 0:
+            continue
+        n = N[p]
+        cap = K[p] if n > K[p] // 4 else max(min_cap, 2 * n)
+        o = O[p]
+        for a in range(len(old)):
+            src, dst = old[a], new[a]
+            for k in range(n):
+                dst[top + k] = src[o + k]
+        O[p] = top
+        K[p] = cap
+        top += cap
+    return top
+
+
+@njit(cache=True)
 def compact(st, n_eids, AT, AC, AS, AQ, DM, DT, RP):  # pragma: no cover
     """Copy every live part of the first ``n_eids`` entities into the new (empty) arenas.
 
-    Parts keep their capacity unless they use under a quarter of it; returns the new
-    fill levels. The caller swaps the arenas in afterwards.
+    Returns the new fill levels; the caller swaps the arenas in afterwards.
     """
-    SO, SK, SN, DO, DK, DN, RO, RN = st[4], st[5], st[6], st[11], st[12], st[13], st[15], st[16]
-    ts = 0
-    for sid in range(2 * n_eids):
-        n = SN[sid]
-        if SK[sid] == 0:
-            continue
-        cap = SK[sid] if n > SK[sid] // 4 else max(4, 2 * n)
-        o = SO[sid]
-        for k in range(n):
-            AT[ts + k] = st[0][o + k]
-            AC[ts + k] = st[1][o + k]
-            AS[ts + k] = st[2][o + k]
-            AQ[ts + k] = st[3][o + k]
-        SO[sid] = ts
-        SK[sid] = cap
-        ts += cap
-    td = 0
-    for did in range(4 * n_eids):
-        n = DN[did]
-        if DK[did] == 0:
-            continue
-        cap = DK[did] if n > DK[did] // 4 else max(2, 2 * n)
-        o = DO[did]
-        for k in range(n):
-            DM[td + k] = st[9][o + k]
-            DT[td + k] = st[10][o + k]
-        DO[did] = td
-        DK[did] = cap
-        td += cap
+    ts = _move_parts(st[4], st[5], st[6], 2 * n_eids, (st[0], st[1], st[2], st[3]), (AT, AC, AS, AQ), 4)
+    td = _move_parts(st[11], st[12], st[13], 4 * n_eids, (st[9], st[10]), (DM, DT), 2)
+    RO, RN = st[15], st[16]
     tr = 0
     for eid in range(n_eids):
         if RO[eid] < 0:
