@@ -161,11 +161,11 @@ class OrderFeaturizer:
         self._out_names, tables = _layout()
         self._width = len(self._out_names) + 1  # + scratch
         self._first_order_col = self._out_names.index("customer_first_order")
-        names = tuple(s.name for s in self.schema)
-        stateful = set(self._out_names)
         self.rates = load_rates()
+        # Rows start from every schema name (schema order): the stateful values then
+        # overwrite keys instead of growing the dict.
         self._static = StaticFeatures(
-            names=tuple(n for n in names if n not in stateful),
+            names=tuple(s.name for s in self.schema),
             rates=self.rates, ip_table=ip_table or IpCountryTable.demo(),
         )
         fam_role = np.zeros(len(FAMILIES), dtype=np.int64)
