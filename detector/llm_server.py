@@ -12,7 +12,8 @@ Usage::
         client = openai.OpenAI(base_url=base_url, api_key="sk-local", max_retries=0, timeout=2)
 
 The server is ready when ``/v1/models`` answers (checked before ``__enter__`` returns).
-It stops when the context exits (llama.cpp's server stops when its handle is freed).
+It stops when the context exits (llama.cpp's server stops when its handle is freed),
+after the requests it is answering are done (see :meth:`LocalLlmServer.stop`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ __all__ = ["DEFAULT_ALIAS", "LocalLlmServer", "find_model_file", "local_llm_serv
 log = logging.getLogger(__name__)
 
 DEFAULT_ALIAS = "smollm2-135m-instruct"
+#: Handles whose slots were still busy at ``stop()`` (destroying one then would hang).
+_busy_at_stop: list[Any] = []
 _GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -120,13 +123,46 @@ class LocalLlmServer:
         self.stop()
         raise ConfigError(f"local LLM server not ready after {self.ready_timeout_s:g}s: {last}")
 
-    def stop(self) -> None:
+    def stop(self, *, drain_timeout_s: float = 60.0) -> None:
+        """Stop the server once no request is being processed (waits at most ``drain_timeout_s``).
+
+        llama.cpp's server shuts down in the handle's destructor, which holds the GIL
+        while it joins the HTTP threads; a request still being answered then never
+        completes (its Python caller cannot run to close the connection) and the
+        process hangs. So the slots are drained first. If they are still busy at the
+        deadline the handle is kept alive rather than destroyed (a warning, not a hang).
+        """
         server, self._server = self._server, None
-        self.base_url = None
-        if server is not None:
-            # llama.cpp's server shuts down in the handle's destructor.
-            del server
-            gc.collect()
+        base_url, self.base_url = self.base_url, None
+        if server is None:
+            return
+        if base_url is not None and not self._drain(base_url, drain_timeout_s):
+            log.warning("local LLM server still busy after %.0fs: left running until the process exits",
+                        drain_timeout_s)
+            _busy_at_stop.append(server)
+            return
+        del server
+        gc.collect()
+
+    @staticmethod
+    def _drain(base_url: str, timeout_s: float) -> bool:
+        """True once every slot is idle on two polls in a row (a queued request takes the slot between)."""
+        import httpx
+
+        root = base_url.removesuffix("/v1")
+        deadline = time.monotonic() + timeout_s
+        idle = 0
+        while time.monotonic() < deadline:
+            try:
+                slots = httpx.get(f"{root}/slots", timeout=2.0).json()
+                busy = any(s.get("is_processing") for s in slots)
+            except (httpx.HTTPError, ValueError, AttributeError, TypeError):
+                return True  # no slots endpoint (or no answer): nothing to wait for that we can see
+            idle = 0 if busy else idle + 1
+            if idle >= 2:
+                return True
+            time.sleep(0.1)
+        return False
 
     def __enter__(self) -> str:
         return self.start()

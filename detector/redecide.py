@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -112,8 +112,9 @@ class LateVerdicts:
                 self._pending.popitem(last=False)
                 self.stats["dropped"] += 1
 
-    def observe(self, decisions: list[Decision]) -> None:
-        """A decision sink: remembers the decision each waiting order got."""
+    def observe(self, decisions: list[Decision], orders: Mapping[str, Order] | None = None) -> None:
+        """A decision sink (``Services.decision_sinks``: ``sink(decisions, orders)``):
+        remembers the decision each waiting order got."""
         with self._lock:
             for d in decisions:
                 if d.subject != "order":

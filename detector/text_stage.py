@@ -100,7 +100,8 @@ class LlmReviewer(Protocol):
     ``review`` gets PII-redacted texts and answers, per text, label -> confidence or
     ``None`` when that text got no answer within ``budget_s`` (``budget_s <= 0``: from
     the cache only, the sync path's default). A dead endpoint or an open breaker raises
-    ``SignalUnavailable``.
+    ``SignalUnavailable``. An optional ``min_confidence`` attribute sets the confidence
+    at which its labels flag (default 0.5).
     """
 
     prompt_version: str
@@ -347,8 +348,13 @@ class TextClassifier:
         return round(_noisy_or(parts), 4)
 
     # ------------------------------------------------------------------ tier 3 merge
-    def merge_llm(self, v: TextVerdict, answer: Mapping[str, float]) -> TextVerdict:
-        """Fold an LLM answer in: confidences by max, so tier 3 can only add or raise."""
+    def merge_llm(self, v: TextVerdict, answer: Mapping[str, float], *, flag_at: float = 0.5) -> TextVerdict:
+        """Fold an LLM answer in: confidences by max, so tier 3 can only add or raise.
+
+        A label flags when the LLM gives it at least ``flag_at`` (and more than tiers
+        1-2 flagged it with); :class:`TextStage` passes its reviewer's own
+        ``min_confidence``, the floor below which that reviewer drops labels anyway.
+        """
         conf = dict(v.confidences)
         labels = {k: c for k, c in v.labels.items() if k != "benign"}
         decided = dict(v.decided_by)
@@ -359,7 +365,7 @@ class TextClassifier:
             c = min(max(float(c), 0.0), 1.0)
             if c > conf.get(lab, 0.0):
                 conf[lab] = round(c, 4)
-            if c >= 0.5 and c > labels.get(lab, 0.0):
+            if c >= flag_at and c > labels.get(lab, 0.0):
                 labels[lab] = round(c, 4)
                 decided[lab] = "llm"
                 raised = True
@@ -473,6 +479,8 @@ class TextStage:
             return verdicts, degraded
         out = list(verdicts)
         spent = time.perf_counter() - started
+        # The reviewer's confidence floor (LlmSettings.min_confidence) is where its labels flag.
+        flag_at = float(getattr(self.llm, "min_confidence", 0.5))
         for k, i in enumerate(picked):
             ans = answers[k] if k < len(answers) else None
             if ans is None:
@@ -480,7 +488,7 @@ class TextStage:
                     continue  # cache-only lookup: a miss is the normal case, not a degradation
                 degraded[i].append(Degradation(signal="text_llm", reason=f"no answer within {budget_s:.3f}s (spent {spent:.3f}s)"))
                 continue
-            out[i] = self.classifier.merge_llm(out[i], ans)
+            out[i] = self.classifier.merge_llm(out[i], ans, flag_at=flag_at)
         return out, degraded
 
     def _analyze(self, per_subject: Sequence[Sequence[TextInput]], *, budget_s: float) -> list[TextResult]:
