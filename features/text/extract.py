@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from features.text.normalize import Normalized, detect_language, normalize_text
 from features.text.patterns import PatternHit, PatternMatcher
@@ -20,7 +21,22 @@ __all__ = ["Extraction", "TextExtractor", "gibberish_score", "pattern_confidence
 _WORDS = re.compile(r"[a-z]+")
 _VOWELS = frozenset("aeiouy")
 _KEYBOARD = ("qwert", "werty", "asdf", "sdfg", "dfgh", "fghj", "ghjk", "hjkl", "zxcv", "xcvb", "cvbn", "uiop", "yxcv")
-_CONSONANT_RUN = re.compile(r"[bcdfghjklmnpqrstvwxz]{5,}")
+#: Letter groups that spell one sound in the covered languages (German "sch", Polish
+#: "szcz" = "sz"+"cz", English "gh"...): each counts as one consonant ("#") in a run.
+_CLUSTERS = re.compile(r"sch|ch|sh|th|ph|gh|ck|ng|sz|cz|rz|dz")
+_CONSONANT_RUN = re.compile(r"[bcdfghjklmnpqrstvwxz#]{5,}")
+#: Consonant pairs that real words and compounds chain into long runs ("Marktstraße":
+#: rk kt ts st tr; "Hirschsprung", "Pszczyńska", "Knightsbridge"). A run of five or
+#: more consonants is keyboard mash when two of its pairs are not among these
+#: ("fjdksl": fj jd dk), or when it is longer than any compound (eight).
+_COMMON_PAIRS = frozenset((
+    "st", "tr", "nd", "nt", "ns", "rs", "rt", "rk", "kt", "ts", "ld", "lt", "lk", "rn", "rm", "rd", "rg",
+    "rb", "rl", "rp", "rf", "nk", "nc", "nf", "mp", "mb", "mm", "nn", "ll", "ss", "tt", "pp", "ff", "rr",
+    "pr", "pl", "br", "bl", "kr", "kl", "gr", "gl", "dr", "fr", "fl", "cr", "cl", "sp", "sk", "sl", "sm",
+    "sn", "sw", "tw", "dw", "kw", "wr", "zw", "ps", "pt", "ft", "fs", "ds", "gs", "ks", "ls", "ms", "bs",
+    "hr", "ht", "hn", "hl", "hm", "hs", "dl", "dn", "gd", "mn", "wn", "ln", "vn", "ml", "sc", "tl", "nz",
+    "rz", "lz", "tz", "lf", "lm", "lp", "lv", "rv", "nv", "gn", "kn", "pn",
+))
 _REPEAT = re.compile(r"(.)\1{4,}")
 _DIGITS = re.compile(r"\d")
 
@@ -38,6 +54,18 @@ class Extraction:
     empty: bool = False
     #: Strongest pattern confidence per label (tier 1's own opinion).
     pattern_labels: dict[str, float] = field(default_factory=dict)
+
+
+def _mash_run(word: str) -> bool:
+    """A consonant run no language writes (see ``_COMMON_PAIRS``)."""
+    for m in _CONSONANT_RUN.finditer(_CLUSTERS.sub("#", word)):
+        run = m.group()
+        if len(run) >= 8:
+            return True
+        odd = sum(1 for a, b in pairwise(run) if "#" not in (a, b) and a + b not in _COMMON_PAIRS)
+        if odd >= 2:
+            return True
+    return False
 
 
 def gibberish_score(folded: str) -> float:
@@ -65,7 +93,7 @@ def gibberish_score(folded: str) -> float:
         bad = (
             vowels == 0
             or vowels / n < 0.15
-            or _CONSONANT_RUN.search(word) is not None
+            or _mash_run(word)
             or n > 24
             or any(k in word for k in _KEYBOARD)
             or (n >= 6 and len(set(word)) <= 2)
