@@ -247,11 +247,12 @@ class _Forward:
             table, slots = self._slots(flat)
             at = np.zeros(rows, dtype=np.int64)
             at[pos] = slots
-            emb = table[at, :DIM]
+            emb = table[slots, :DIM]
             proj = table[at, DIM : DIM + len(self.orders) * c]
             firsts = [table[at, o : o + n * c] for o, (n, _) in zip(self.q_off, self.orders, strict=True)]
         lo, hi = _GAP, rows - _GAP
-        parts = [emb[lo:hi]]
+        inner = pos - lo  # the real rows among [lo, hi): the second layer and the pooling skip the gaps
+        parts = [emb]
         for i, (n, left) in enumerate(self.orders):
             # First layer: the window's sum of per-token products (bias included), from the table.
             q = firsts[i]
@@ -265,21 +266,20 @@ class _Forward:
             np.maximum(hv, 0, out=hv)
             hv += proj[lo:hi, i * c : (i + 1) * c]
             h[gaps] = 0.0  # windows never reach into a neighbouring sentence
-            # Second layer: each window is a strided view of h (overlapping rows).
+            # Second layer: each window is a strided view of h (overlapping rows), taken at the real rows.
             win = np.lib.stride_tricks.as_strided(h[lo - left :], shape=(hi - lo, n * c), strides=h.strides)
-            out = np.ascontiguousarray(win) @ b.w2[i]
+            out = win[inner] @ b.w2[i]
             out += b.b2[i]
             np.maximum(out, 0, out=out)
-            out += hv
+            out += hv[inner]
             parts.append(out)
-        # Layer norm statistics per token; the gap rows get weight 0 below.
+        # Layer norm statistics per token.
         width = DIM + len(self.orders) * c
         mu = sum(p.sum(axis=1) for p in parts) / width
         var = sum(np.einsum("ij,ij->i", p, p) for p in parts) / width - mu * mu
         r = np.reciprocal(np.sqrt(np.maximum(var, 0.0) + b.eps))
-        weights = np.zeros((ns, hi - lo), dtype=np.float32)
-        inner = pos - lo
-        weights[np.repeat(np.arange(ns), lens), inner] = r[inner]
+        weights = np.zeros((ns, len(flat)), dtype=np.float32)
+        weights[np.repeat(np.arange(ns), lens), np.arange(len(flat))] = r
         return np.hstack([weights @ p for p in parts]), weights @ mu
 
     def _head(self, summed: np.ndarray, corr: np.ndarray, lens: np.ndarray) -> np.ndarray:

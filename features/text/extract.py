@@ -19,8 +19,9 @@ from features.text.pii import PiiSpan, find_pii, redact
 __all__ = ["Extraction", "TextExtractor", "gibberish_score", "pattern_confidences"]
 
 _WORDS = re.compile(r"[a-z]+")
-_VOWELS = frozenset("aeiouy")
+_VOWELS = "aeiouy"
 _KEYBOARD = ("qwert", "werty", "asdf", "sdfg", "dfgh", "fghj", "ghjk", "hjkl", "zxcv", "xcvb", "cvbn", "uiop", "yxcv")
+_KEYBOARD_RE = re.compile("|".join(_KEYBOARD))
 #: Letter groups that spell one sound in the covered languages (German "sch", Polish
 #: "szcz" = "sz"+"cz", English "gh"...): each counts as one consonant ("#") in a run.
 _CLUSTERS = re.compile(r"sch|ch|sh|th|ph|gh|ck|ng|sz|cz|rz|dz")
@@ -58,6 +59,8 @@ class Extraction:
 
 def _mash_run(word: str) -> bool:
     """A consonant run no language writes (see ``_COMMON_PAIRS``)."""
+    if _CONSONANT_RUN.search(word) is None:
+        return False  # collapsing digraphs only shortens runs
     for m in _CONSONANT_RUN.finditer(_CLUSTERS.sub("#", word)):
         run = m.group()
         if len(run) >= 8:
@@ -78,8 +81,7 @@ def gibberish_score(folded: str) -> float:
     stripped = folded.strip()
     if len(stripped) < 4:
         return 0.0
-    letters = sum(1 for c in stripped if c.isalpha())
-    if letters == 0:
+    if not any(map(str.isalpha, stripped)):
         # Only symbols and digits: "....", "1234567": no message at all.
         return 0.7 if len(set(stripped)) <= 3 or not _DIGITS.search(stripped) else 0.3
     junk = 0
@@ -89,13 +91,13 @@ def gibberish_score(folded: str) -> float:
         if n < 4:
             continue
         total += n
-        vowels = sum(1 for c in word if c in _VOWELS)
+        vowels = sum(map(word.count, _VOWELS))
         bad = (
             vowels == 0
             or vowels / n < 0.15
             or _mash_run(word)
             or n > 24
-            or any(k in word for k in _KEYBOARD)
+            or _KEYBOARD_RE.search(word) is not None
             or (n >= 6 and len(set(word)) <= 2)
         )
         if bad:

@@ -217,7 +217,7 @@ def detect_language(text: str) -> str:
             n = len(rx.findall(sample))
             if n > best_n:
                 best, best_n = lang, n
-        letters = sum(1 for c in sample if c.isalpha())
+        letters = sum(map(str.isalpha, sample))
         if best and best_n * 2 >= max(letters, 1) * 0.5:
             if best == "zh" and _SCRIPT_RES[2][1].search(sample):
                 return "ja"
@@ -226,7 +226,7 @@ def detect_language(text: str) -> str:
     words = _WORD.findall(low)
     if not words:
         return "und"
-    scores = {lang: sum(1 for w in words if w in sw) for lang, sw in _STOPWORDS.items()}
+    scores = {lang: sum(map(sw.__contains__, words)) for lang, sw in _STOPWORDS.items()}
     for lang, hints in _LETTER_HINTS.items():
         scores[lang] += 2 * sum(low.count(c) for c in hints)
     lang, score = max(scores.items(), key=lambda kv: kv[1])
