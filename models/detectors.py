@@ -39,6 +39,7 @@ __all__ = [
     "EcdfTails",
     "IForest",
     "NotFittedError",
+    "aggregate_outlyingness",
 ]
 
 
@@ -265,6 +266,21 @@ class EcdfTails:
             raise ConfigError(f"ECDF state lacks {exc}") from None
 
 
+def aggregate_outlyingness(per_feature: np.ndarray, norm: float = 1.0) -> np.ndarray:
+    """Row score from per-feature outlyingness: its L^p norm with ``p = norm``.
+
+    ``norm=1`` is PyOD's sum (ECOD/COPOD as published: independent features' ``-log``
+    tail probabilities add up). ``norm > 1`` weighs a row's most extreme features more
+    than many mildly unusual ones (``norm=inf`` would be the single worst feature).
+    Outlyingness is non-negative, so this is a monotone, scale-preserving aggregate.
+    """
+    if norm == 1.0:
+        return per_feature.sum(axis=1)
+    if not norm > 0:
+        raise ConfigError(f"norm must be positive, got {norm}")
+    return np.power(np.power(per_feature, norm).sum(axis=1), 1.0 / norm)
+
+
 def ecod_outlyingness(u_l: np.ndarray, u_r: np.ndarray, skew_sign: np.ndarray) -> np.ndarray:
     """ECOD's per-feature outlyingness (PyOD's ``O``)."""
     u_skew = u_l * -1 * np.sign(skew_sign - 1) + u_r * np.sign(skew_sign + 1)
@@ -283,9 +299,10 @@ class _EcdfDetector(BaseDetector):
     _combine: ClassVar[Any]
 
     def __init__(self, *, contamination: float = 0.1, max_samples: int | None = None,
-                 random_state: int | None = None) -> None:
+                 norm: float = 1.0, random_state: int | None = None) -> None:
         self.contamination = contamination
         self.max_samples = max_samples
+        self.norm = norm
         self.random_state = random_state
 
     def _fit(self, X: np.ndarray) -> None:
@@ -305,7 +322,7 @@ class _EcdfDetector(BaseDetector):
                          int(self.tails_n_samples_), self.tails_skew_sign_)
 
     def outlyingness(self, X: Any) -> np.ndarray:
-        """Per-feature outlyingness, shape ``(n_rows, n_features)``; rows sum to the score."""
+        """Per-feature outlyingness, shape ``(n_rows, n_features)`` (rows sum to the score at ``norm=1``)."""
         self._check_fitted()
         X = _check_X(X, self.n_features_in_)
         t = self._tails()
@@ -315,7 +332,7 @@ class _EcdfDetector(BaseDetector):
     def _score(self, X: np.ndarray) -> np.ndarray:
         t = self._tails()
         u_l, u_r = t.tails(X)
-        return type(self)._combine(u_l, u_r, t.skew_sign).sum(axis=1)
+        return aggregate_outlyingness(type(self)._combine(u_l, u_r, t.skew_sign), self.norm)
 
 
 class ECOD(_EcdfDetector):
@@ -327,6 +344,9 @@ class ECOD(_EcdfDetector):
         Share of training rows above ``threshold_``.
     max_samples : int or None, default None
         Fit the marginal ECDFs on at most this many random rows (memory bound).
+    norm : float, default 1.0
+        Row score = L^p norm of the per-feature outlyingness (1 = PyOD's sum;
+        see :func:`aggregate_outlyingness`).
     random_state : int or None
         Seed for that subsample.
 
@@ -349,6 +369,8 @@ class COPOD(_EcdfDetector):
         Share of training rows above ``threshold_``.
     max_samples : int or None, default None
         Fit the marginal ECDFs on at most this many random rows.
+    norm : float, default 1.0
+        Row score = L^p norm of the per-feature outlyingness (1 = PyOD's sum).
     random_state : int or None
         Seed for that subsample.
     """

@@ -23,6 +23,8 @@ from models import (
 SCORERS: dict[str, Callable[[], Any]] = {
     "ecod": lambda: ECOD(),
     "copod": lambda: COPOD(),
+    "ecod-l1.5": lambda: ECOD(norm=1.5),
+    "copod-l2": lambda: COPOD(norm=2.0),
     "hbos": lambda: HBOS(),
     "iforest": lambda: IForest(n_estimators=30, random_state=0),
     "default-ensemble": lambda: make_unsupervised_ensemble(random_state=0),

@@ -37,6 +37,26 @@ def test_ecdf_detectors_equal_pyod_row_by_row(ours, theirs, skewed):
     np.testing.assert_allclose(ours().fit(X).decision_function(T), expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize(("ours", "theirs"), [(ECOD, "ecod.ECOD"), (COPOD, "copod.COPOD")])
+@pytest.mark.parametrize("norm", [1.5, 2.0])
+def test_ecdf_detectors_norm_is_lp_of_pyods_outlyingness(ours, theirs, norm, skewed):
+    import importlib
+
+    module, cls = theirs.split(".")
+    reference = getattr(importlib.import_module(f"pyod.models.{module}"), cls)().fit(skewed[0])
+    X, T = skewed
+    expected = []
+    for i in range(len(T)):
+        model = copy.deepcopy(reference)
+        model.decision_function(T[i:i + 1])
+        # PyOD keeps the batch's per-feature outlyingness in ``O`` (train rows + the row)
+        expected.append(float((model.O[-1] ** norm).sum() ** (1.0 / norm)))
+    got = ours(norm=norm).fit(X).decision_function(T)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    # not the sum: the norm changes the ranking, not just the scale
+    assert not np.allclose(got, ours().fit(X).decision_function(T))
+
+
 def test_hbos_equals_pyod(skewed):
     # PyOD's own scoring routine, run as plain Python (``py_func``): the same code
     # without numba's compile, which costs ~10-50 s on a busy machine
@@ -84,3 +104,14 @@ def test_ecdf_bisection_equals_searchsorted(skewed):
     n_ge = (X[None, :, :] >= T[:, None, :]).sum(axis=1)
     np.testing.assert_allclose(small[0], -np.log((n_le[:3] + 1) / (len(X) + 1)))
     np.testing.assert_allclose(big[1][: len(T)], -np.log((n_ge + 1) / (len(X) + 1)))
+
+
+@pytest.mark.parametrize(("member", "cls"), [("ecod", ECOD), ("copod", COPOD)])
+def test_ensemble_members_use_their_norm(member, cls, skewed):
+    from models import UnsupervisedEnsemble
+
+    X, T = skewed
+    ens = UnsupervisedEnsemble(members=(member,), ecod_norm=1.5, copod_norm=2.0).fit(X)
+    raw = ens.member_scores(T)[member] * ens.scales_[0] + ens.centers_[0]
+    expected = cls(norm=1.5 if member == "ecod" else 2.0).fit(X).decision_function(T)
+    np.testing.assert_allclose(raw, expected, rtol=1e-10)
