@@ -315,7 +315,8 @@ def build_returns_engine(services: Any) -> ReturnsEngine:
     """The returns engine over built ``Services``: shared state, rules and text stage."""
     settings = services.settings
     state = getattr(services.featurizer, "state", None)
-    featurizer = ReturnFeaturizer(state=state, allowed_lateness_s=settings.state.allowed_lateness_s)
+    featurizer = ReturnFeaturizer(state=state, spend_of=getattr(services.featurizer, "customer_spend", None),
+                                  allowed_lateness_s=settings.state.allowed_lateness_s)
     text = services.text if hasattr(services.text, "analyze_returns") else None
     schema = return_attribute_schema(getattr(text, "schema", None)).merged(services.featurizer.schema)
     policy = returns_policy(policy_from_settings(settings.policy, schema=schema))

@@ -205,6 +205,29 @@ class OrderFeaturizer:
             return 0
         return self._orders.transact_labels([lb.order_id for lb in labels], lambda tables, recs: self._apply(tables, recs, labels))
 
+    def customer_spend(self, items: Sequence[tuple[str, float]], *, window_s: int = 30 * DAY) -> list[float]:
+        """Base-currency amount of each customer's orders in ``(t - window_s, t]``; read only.
+
+        ``items``: (customer id, event time in epoch seconds). Other components (the
+        return featuriser's refund share of spend) read the order state through this.
+        """
+        if not items:
+            return []
+        keys = [_KEY_PREFIX[0] + c for c, _ in items]
+
+        def fn(tables: EntityTables, recs: Any) -> list[float]:
+            out = []
+            for key, (_, t) in zip(keys, items, strict=True):
+                eid = tables.ids.get(key)
+                if eid is None or tables.ED[eid] < recs.watermark:
+                    out.append(0.0)
+                    continue
+                top = kern._top(tables.st, 2 * eid, float(t))
+                out.append(kern._win(tables.st, 2 * eid, top, float(t) - window_s)[1])
+            return out
+
+        return self._orders.read(keys, [0] * len(keys), fn)
+
     # ------------------------------------------------------------------ stateful part
     def _apply(self, tables: EntityTables, recs: Any, labels: Sequence[Label]) -> int:
         wm = recs.watermark

@@ -9,7 +9,7 @@ across workers):
 - distinct customers returning to the same address over 30 days (a ring ships to one
   drop);
 - the refund share of spend: refunded amount over the customer's order amount in the
-  last 30 days, read from the order featuriser's per-customer series (``E.customer|``);
+  last 30 days, read from the order featuriser (``OrderFeaturizer.customer_spend``);
 - time since the order (hours).
 
 A return id seen before gets the features it got the first time and is never counted
@@ -20,7 +20,7 @@ recurring-phrase cluster of the reason) comes from the text stage, not from here
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from contracts import FeatureSchema, FeatureSpec, ReturnRequest
@@ -85,27 +85,28 @@ class ReturnFeaturizer:
     Parameters
     ----------
     state : StateStore
-        Share it with the order featuriser (``OrderFeaturizer.state``) so the refund
-        share of spend can read the customer's spend; a private ``MemoryState`` otherwise.
+        Where return history lives: share the order featuriser's (``OrderFeaturizer.state``)
+        so Redis shares it across workers; a private ``MemoryState`` otherwise.
+    spend_of : callable, optional
+        ``[(customer id, event time)] -> [spend over 30 days]``, the order featuriser's
+        ``customer_spend``; without it the customer's spend (and the share) is unknown.
     allowed_lateness_s : int
         Out-of-order returns up to this much older than the newest one still count.
-    customer_series_ttl_s : int
-        TTL the order featuriser gives its per-customer series (only read here).
     """
 
     def __init__(
         self,
         *,
         state: StateStore | None = None,
+        spend_of: Callable[[Sequence[tuple[str, float]]], list[float]] | None = None,
         allowed_lateness_s: int = 3600,
-        customer_series_ttl_s: int = 30 * DAY + 3600 + DAY,
         distinct_cap: int = 128,
     ) -> None:
         self.state = state if state is not None else MemoryState()
         self.schema = RETURN_SCHEMA
         self.version = f"{RETURN_FEATURES_VERSION}+{self.schema.digest}"
         self._ttl = max(_SPANS) + int(allowed_lateness_s) + DAY
-        self._spend_ttl = int(customer_series_ttl_s)
+        self._spend_of = spend_of
         self._cap = distinct_cap
         self._rates = load_rates()
         self._template: dict[str, Any] = dict.fromkeys(s.name for s in self.schema)
@@ -115,6 +116,11 @@ class ReturnFeaturizer:
         if not returns:
             return []
         ctxs = [self._static(r) for r in returns]
+        if self._spend_of is not None:
+            # Read before this batch's transaction: the order state is the order featuriser's.
+            known = [c for c in ctxs if c["customer"]]
+            for c, spent in zip(known, self._spend_of([(c["customer"], c["t"]) for c in known]), strict=True):
+                c["spend"] = spent
         keys: list[str] = []
         for c in ctxs:
             keys += c["keys"]
@@ -134,7 +140,7 @@ class ReturnFeaturizer:
         addr = address_key(ret.shipping_address)
         keys = [f"RR|{ret.return_id}"]
         if ret.customer_id:
-            keys += [f"R.customer|{ret.customer_id}", f"E.customer|{ret.customer_id}"]
+            keys.append(f"R.customer|{ret.customer_id}")
         if addr:
             keys.append(f"R.address|{addr}")
         return {"row": row, "t": t, "amount": base or 0.0, "customer": ret.customer_id, "address": addr,
@@ -158,14 +164,11 @@ class ReturnFeaturizer:
             for (w, _), (n, total, _sq) in zip(RETURN_WINDOWS, s.windows(t, _SPANS), strict=True):
                 row[f"customer_return_count_{w}"] = float(n)
                 row[f"customer_refund_amount_{w}"] = round(total, 4)
-            # The order featuriser's per-customer series (base-currency amounts); read only.
-            orders: Any = view.bundle(f"E.customer|{cust}", ttl_s=self._spend_ttl, create=False)
-            spent = 0.0
-            if orders is not None:
-                ((_n, spent, _sq),) = orders.series("s", 1).windows(t, (SPEND_WINDOW_S,))
-            row["customer_spend_30d"] = round(spent, 4)
-            refunded = row["customer_refund_amount_30d"]
-            row["refund_share_of_spend_30d"] = round(refunded / spent, 4) if spent > 0 else None
+            spent = ctx.get("spend")
+            if spent is not None:
+                row["customer_spend_30d"] = round(spent, 4)
+                refunded = row["customer_refund_amount_30d"]
+                row["refund_share_of_spend_30d"] = round(refunded / spent, 4) if spent > 0 else None
         if addr:
             bundle = view.bundle(f"R.address|{addr}", ttl_s=self._ttl)
             s = bundle.series("s", 60)

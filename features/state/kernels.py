@@ -554,22 +554,22 @@ def apply_fraud(st, wm, eids, times, deltas):  # pragma: no cover
 
 # ---------------------------------------------------------------------------- arenas
 @njit(cache=True)
-def _move_parts(O, K, N, n_parts, old, new, min_cap):  # pragma: no cover
+def _move_parts(offs, caps, lens, n_parts, old, new, min_cap):  # pragma: no cover
     """Copy parts ``< n_parts`` (offset, capacity, length) from the ``old`` arenas to the
     ``new`` ones, back to back; a part keeps its capacity unless it uses under a quarter."""
     top = 0
     for p in range(n_parts):
-        if K[p] == 0:
+        if caps[p] == 0:
             continue
-        n = N[p]
-        cap = K[p] if n > K[p] // 4 else max(min_cap, 2 * n)
-        o = O[p]
+        n = lens[p]
+        cap = caps[p] if n > caps[p] // 4 else max(min_cap, 2 * n)
+        o = offs[p]
         for a in range(len(old)):
             src, dst = old[a], new[a]
             for k in range(n):
                 dst[top + k] = src[o + k]
-        O[p] = top
-        K[p] = cap
+        offs[p] = top
+        caps[p] = cap
         top += cap
     return top
 

@@ -138,3 +138,22 @@ def test_build_state_rejects_unknown_backend():
         build_state("cassandra")
     with pytest.raises(ConfigError):
         build_state("redis", redis_url="http://nope")
+
+
+@pytest.mark.integration
+def test_customer_spend_reads_the_same_on_both_backends(redis_url):
+    store = build_state("redis", redis_url=redis_url, key_prefix=f"rwtest-{uuid.uuid4().hex[:10]}")
+    try:
+        mem, red = OrderFeaturizer(), OrderFeaturizer(state=store)
+        orders = [_order(i, 60 * i, i % 3, 0, 0, 0, 0, 0, 1, 100 + i) for i in range(12)]
+        for f in (mem, red):
+            f.featurize(orders[:6])
+            f.featurize(orders[6:])
+        asks = [("c-0", (T0 + timedelta(hours=h)).timestamp()) for h in (0, 3, 12, 24 * 40)] + [("c-9", T0.timestamp())]
+        spent = mem.customer_spend(asks)
+        assert red.customer_spend(asks) == spent
+        # c-0 ordered at minutes 0, 180, 360, 540 (amounts 100, 103, 106, 109; EUR).
+        assert spent == [100.0, 203.0, 418.0, 0.0, 0.0]
+    finally:
+        store.clear()
+        store.close()

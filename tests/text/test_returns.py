@@ -78,7 +78,7 @@ def test_refund_share_of_spend_reads_the_order_featurizers_state(order_factory: 
                       payment={"amount": "200.00", "currency": "EUR"})
         for i in range(2)
     ])
-    f = ReturnFeaturizer(state=state)
+    f = ReturnFeaturizer(state=state, spend_of=orders.customer_spend)
     (row,) = f.featurize([make_return(9, amount="300.00")])
     assert row["customer_spend_30d"] == pytest.approx(400.0)
     assert row["refund_share_of_spend_30d"] == pytest.approx(0.75)
