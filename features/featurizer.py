@@ -179,7 +179,8 @@ class OrderFeaturizer:
             np.array([s for _, s in RISK_WINDOWS], dtype=np.float64),
             float(self.label_delay_s), int(distinct_cap), float(self._ttl_small),
         )
-        self._orders: OrderState = order_state_for(self.state, self._new_tables, _label_keys)
+        self._orders: OrderState = order_state_for(self.state, self._new_tables, _label_keys,
+                                                   cache_ttl_s=self.dedup_ttl_s)
 
     def _new_tables(self) -> EntityTables:
         return EntityTables(self._fam_ttl, self._fam_res, _member_of)

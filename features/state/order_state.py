@@ -63,13 +63,15 @@ class OrderState(Protocol):
 LabelKeys = Callable[[Any], list[tuple[str, int]]]
 
 
-def order_state_for(store: StateStore, new_tables: Callable[[], EntityTables], label_keys: LabelKeys) -> OrderState:
+def order_state_for(store: StateStore, new_tables: Callable[[], EntityTables], label_keys: LabelKeys,
+                    *, cache_ttl_s: int) -> OrderState:
     """The order state that lives where ``store`` keeps its state.
 
-    ``label_keys(order record)``: the (entity key, family) pairs a label of that order updates.
+    ``label_keys(order record)``: the (entity key, family) pairs a label of that order
+    updates; ``cache_ttl_s``: how long a cached row is kept for re-deliveries.
     """
     if store.backend == "redis":
-        return RedisOrderState(store, new_tables, label_keys)
+        return RedisOrderState(store, new_tables, label_keys, cache_ttl_s=cache_ttl_s)
     return MemoryOrderState(new_tables)
 
 
@@ -114,8 +116,10 @@ class MemoryOrderState:
 class RedisOrderState:
     """Redis: the batch's keys read in one round trip and written back atomically."""
 
-    def __init__(self, store: Any, new_tables: Callable[[], EntityTables], label_keys: LabelKeys) -> None:
+    def __init__(self, store: Any, new_tables: Callable[[], EntityTables], label_keys: LabelKeys,
+                 *, cache_ttl_s: int = 3600) -> None:
         self._store = store
+        self._cache_ttl_ms = int(cache_ttl_s) * 1000
         self._new_tables = new_tables
         self._label_keys = label_keys
         # Event time is per process here: expiry decisions only matter 30+ days back.
@@ -183,7 +187,9 @@ class RedisOrderState:
             writes.append(("O|" + oid, versions.get("O|" + oid), payload, _ttl_ms(deadline, wm)))
         for oid in recs.cache.dirty:
             value, deadline = recs.cache.values[oid], recs.cache.deadlines[oid]
-            writes.append(("C|" + oid, versions.get("C|" + oid), _DEADLINE.pack(deadline) + value, _ttl_ms(deadline, wm)))
+            # Wall clock, whatever the event time (see _load_records): a batch can span more
+            # event time than the cache keeps, which would leave its first rows a 1 s TTL.
+            writes.append(("C|" + oid, versions.get("C|" + oid), _DEADLINE.pack(deadline) + value, self._cache_ttl_ms))
         ok = self._store.compare_and_set(writes)
         if ok and wm > self._watermark:
             self._watermark = wm
