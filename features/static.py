@@ -1,7 +1,7 @@
 """The stateless half of an order's features: a pure function of the order and static tables.
 
 :meth:`StaticFeatures.extract` returns the static feature values plus what the stateful
-kernel needs (event time, base amount, entity keys, link members, basket lines). What
+kernel needs (event time, base amount, entity values, basket lines). What
 repeats across orders (an address, an e-mail, a phone, a local hour) is computed once
 and cached, so a returning customer costs a few dictionary look-ups.
 """
@@ -40,7 +40,6 @@ __all__ = [
     "address_facts",
     "local_hour_weekday",
     "member_id",
-    "members",
 ]
 
 DAY = 86400
@@ -49,7 +48,6 @@ MAX_ITEMS = 20
 ENTITY_FAMILIES = ("customer", "email", "card", "ip", "ip24", "device", "address", "merchant", "email_domain")
 #: Families whose value is a member of a distinct-count link, in member-column order.
 MEMBER_FAMILIES = ("customer", "email", "card", "device", "address", "ip")
-_MEMBER_SLOT = {f: ENTITY_FAMILIES.index(f) for f in MEMBER_FAMILIES}
 _INT64 = 1 << 63
 
 
@@ -249,8 +247,3 @@ class StaticFeatures:
             (customer, email, card, ip, prefix, device, key or None, merchant, domain),
             f"{ship_c or '-'}|{bill_c or '-'}|{ip_c or '-'}", lines, f"{ship_c or '-'}|{ip_c or '-'}",
         )
-
-
-def members(entities: tuple[str | None, ...]) -> list[int | None]:
-    """Link member ids per ``MEMBER_FAMILIES``."""
-    return [member_id(v) if (v := entities[_MEMBER_SLOT[f]]) is not None else None for f in MEMBER_FAMILIES]
