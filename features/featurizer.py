@@ -16,7 +16,7 @@ live in this process or, per batch, are read from and written back to Redis
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -49,6 +49,7 @@ FAMILIES = (*ENTITY_FAMILIES, "sku", "skuc", "combo")
 _FAM = {f: i for i, f in enumerate(FAMILIES)}
 _SKU, _SKUC, _COMBO = _FAM["sku"], _FAM["skuc"], _FAM["combo"]
 _KEY_PREFIX = tuple(f"E.{f}|" for f in ENTITY_FAMILIES)
+_EVERY = "G.combo|*"  # every order's combination: the denominator of combination rarity
 _RISK_SLOTS = tuple((ENTITY_FAMILIES.index(e), _KEY_PREFIX[ENTITY_FAMILIES.index(e)]) for e in RISK_ENTITIES)
 _MISC = (
     "customer_first_order", "customer_amount_std_30d", "amount_to_customer_mean_30d",
@@ -217,15 +218,9 @@ class OrderFeaturizer:
         keys = [_KEY_PREFIX[0] + c for c, _ in items]
 
         def fn(tables: EntityTables, recs: Any) -> list[float]:
-            out = []
-            for key, (_, t) in zip(keys, items, strict=True):
-                eid = tables.ids.get(key)
-                if eid is None or tables.ED[eid] < recs.watermark:
-                    out.append(0.0)
-                    continue
-                top = kern._top(tables.st, 2 * eid, float(t))
-                out.append(kern._win(tables.st, 2 * eid, top, float(t) - window_s)[1])
-            return out
+            eids = np.array([tables.ids.get(key, -1) for key in keys], dtype=np.int64)
+            times = np.array([t for _, t in items], dtype=np.float64)
+            return kern.window_sums(tables.st, eids, times, float(window_s), recs.watermark).tolist()
 
         return self._orders.read(keys, [0] * len(keys), fn)
 
@@ -254,8 +249,12 @@ class OrderFeaturizer:
             changed += 1
         if eids:
             ids = np.asarray(tables.resolve(eids, fams), dtype=np.int64)
-            tables.reserve(ids)
-            kern.apply_fraud(tables.st, wm, ids, np.asarray(times, dtype=np.int64), np.asarray(deltas, dtype=np.int64))
+            at_ = np.asarray(times, dtype=np.int64)
+            dl = np.asarray(deltas, dtype=np.int64)
+            done = kern.apply_fraud(tables.st, wm, ids, at_, dl, 0)
+            while done < ids.size:  # the arena filled up: grow it and go on from that event
+                tables.grow()
+                done = kern.apply_fraud(tables.st, wm, ids, at_, dl, done)
         return changed
 
     def _stateful(self, tables: EntityTables, recs: Any, ex: list[Extracted]) -> np.ndarray:
@@ -310,37 +309,15 @@ class OrderFeaturizer:
         return out
 
     def _batch_arrays(self, ex: list[Extracted], tables: EntityTables, wm_arr: np.ndarray, mode: np.ndarray) -> tuple:
-        """The kernel's batch arrays, resolving (and creating) the entities on the way."""
+        """The kernel's batch arrays, resolving (and creating) each order's entities."""
         n = len(ex)
-        ne = len(ENTITY_FAMILIES)
-        get, new = tables.ids.get, tables.new
-        ents = [-1] * (n * ne)
-        combo = [0] * n
-        line_ptr = [0] * (n + 1)
-        l_sku: list[int] = []
-        l_skuc: list[int] = []
+        ents, combo, line_ptr, l_sku, l_skuc, every = _resolve(ex, tables.ids.get, tables.new)
         l_q: list[float] = []
         l_p: list[float] = []
         l_pr: list[float] = []
         nan = math.nan
-        at = 0
-        for i, e in enumerate(ex):
-            for j, v in enumerate(e.entities):
-                if v is not None:
-                    key = _KEY_PREFIX[j] + v
-                    eid = get(key)
-                    ents[at + j] = eid if eid is not None else new(key, j)
-            at += ne
-            key = "G.combo|" + e.combo
-            eid = get(key)
-            combo[i] = eid if eid is not None else new(key, _COMBO)
-            for sku, q, p in e.items:
-                key = "K|" + sku
-                eid = get(key)
-                l_sku.append(eid if eid is not None else new(key, _SKU))
-                key = f"K|{sku}|{e.ship_ip}"
-                eid = get(key)
-                l_skuc.append(eid if eid is not None else new(key, _SKUC))
+        for e in ex:
+            for _, q, p in e.items:
                 l_q.append(float(q))
                 if p is None:
                     l_p.append(nan)
@@ -348,15 +325,11 @@ class OrderFeaturizer:
                 else:
                     l_p.append(p)
                     l_pr.append(round(p, 6))
-            line_ptr[i + 1] = len(l_q)
-        every = get("G.combo|*")
-        if every is None:
-            every = new("G.combo|*", _COMBO)
         i64, f64 = np.int64, np.float64
         return (
             np.fromiter((e.t for e in ex), dtype=i64, count=n), wm_arr,
             np.fromiter((e.amount for e in ex), dtype=f64, count=n), mode,
-            np.array(ents, dtype=i64).reshape(n, ne), np.array(combo, dtype=i64), every,
+            np.array(ents, dtype=i64).reshape(n, len(ENTITY_FAMILIES)), np.array(combo, dtype=i64), every,
             np.array(line_ptr, dtype=i64), np.array(l_sku, dtype=i64), np.array(l_skuc, dtype=i64),
             np.array(l_q, dtype=f64), np.array(l_p, dtype=f64), np.array(l_pr, dtype=f64),
         )
@@ -393,18 +366,51 @@ def _label_keys(rec: tuple[int, int, tuple[str | None, ...]]) -> list[tuple[str,
     return [(prefix + ents[j], j) for j, prefix in _RISK_SLOTS if ents[j] is not None]
 
 
-def _entity_keys(ex: list[Extracted]) -> tuple[list[str], list[int]]:
-    """The batch's entity keys (and families): what the Redis backend reads up front."""
-    keys = ["G.combo|*"]
-    fams = [_COMBO]
-    for e in ex:
+def _resolve(ex: list[Extracted], get: Callable[[str], int | None], new: Callable[[str, int], int]) -> tuple:
+    """Entity ids of a batch: per order its entities (-1 absent), its country combination,
+    and per basket line its SKU and SKU x countries, then the all-orders combination.
+
+    The one place state keys are spelled: ``get(key)`` an existing id (or None),
+    ``new(key, family)`` a created one.
+    """
+    ne = len(ENTITY_FAMILIES)
+    ents = [-1] * (len(ex) * ne)
+    combo = [0] * len(ex)
+    line_ptr = [0] * (len(ex) + 1)
+    l_sku: list[int] = []
+    l_skuc: list[int] = []
+    at = 0
+    for i, e in enumerate(ex):
         for j, v in enumerate(e.entities):
             if v is not None:
-                keys.append(_KEY_PREFIX[j] + v)
-                fams.append(j)
-        keys.append("G.combo|" + e.combo)
-        fams.append(_COMBO)
+                key = _KEY_PREFIX[j] + v
+                eid = get(key)
+                ents[at + j] = eid if eid is not None else new(key, j)
+        at += ne
+        key = "G.combo|" + e.combo
+        eid = get(key)
+        combo[i] = eid if eid is not None else new(key, _COMBO)
         for sku, _, _ in e.items:
-            keys += ("K|" + sku, f"K|{sku}|{e.ship_ip}")
-            fams += (_SKU, _SKUC)
+            key = "K|" + sku
+            eid = get(key)
+            l_sku.append(eid if eid is not None else new(key, _SKU))
+            key = f"K|{sku}|{e.ship_ip}"
+            eid = get(key)
+            l_skuc.append(eid if eid is not None else new(key, _SKUC))
+        line_ptr[i + 1] = len(l_sku)
+    every = get(_EVERY)
+    return ents, combo, line_ptr, l_sku, l_skuc, every if every is not None else new(_EVERY, _COMBO)
+
+
+def _entity_keys(ex: list[Extracted]) -> tuple[list[str], list[int]]:
+    """The batch's entity keys and families: what the Redis backend reads up front."""
+    keys: list[str] = []
+    fams: list[int] = []
+
+    def note(key: str, fam: int) -> int:
+        keys.append(key)
+        fams.append(fam)
+        return 0
+
+    _resolve(ex, lambda _key: None, note)
     return keys, fams

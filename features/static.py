@@ -38,8 +38,8 @@ __all__ = [
     "Extracted",
     "StaticFeatures",
     "address_facts",
-    "local_hour_weekday",
     "member_id",
+    "time_block",
 ]
 
 DAY = 86400
@@ -90,18 +90,19 @@ def address_facts(a: Address) -> tuple[str | None, bool, bool, float | None]:
 
 
 @lru_cache(maxsize=1 << 14)
-def _local_hour_weekday(country: str, quarter: int) -> tuple[int, int]:
+def _zone_time_block(country: str, quarter: int) -> dict[str, Any]:
     # Every zone's UTC offset is a multiple of 15 minutes, so the local hour and weekday
     # are constant over a UTC quarter-hour: one zoneinfo conversion per country and quarter.
     local = local_time(datetime.fromtimestamp(quarter * 900, UTC), country)
-    return local.hour, local.weekday()
+    return _time_block(local.hour, local.weekday())
 
 
-def local_hour_weekday(when: datetime, t: float, country: str | None) -> tuple[int, int]:
-    """Hour and weekday at the country's zone; the timestamp's own offset when unknown."""
+def time_block(when: datetime, t: float, country: str | None) -> dict[str, Any]:
+    """Local hour, weekday, night and weekend at the country's zone (the timestamp's own
+    offset when the country's zone is unknown)."""
     if country_timezone(country) is None:
-        return when.hour, when.weekday()
-    return _local_hour_weekday(country, int(t // 900))  # type: ignore[arg-type]
+        return _time_block(when.hour, when.weekday())
+    return _zone_time_block(country, int(t // 900))  # type: ignore[arg-type]
 
 
 @lru_cache(maxsize=1 << 16)
@@ -199,7 +200,7 @@ class StaticFeatures:
         # Time.
         created = order.created_at
         ts = created.timestamp()
-        row.update(_time_block(*local_hour_weekday(created, ts, ship_c or bill_c or ip_c)))
+        row.update(time_block(created, ts, ship_c or bill_c or ip_c))
         if cust.account_created_at is not None:
             row["account_age_days"] = (created - cust.account_created_at).total_seconds() / DAY
         row["has_note"] = bool(order.note or order.gift_message)

@@ -93,24 +93,16 @@ class EntityTables:
         self._arenas(max(2 * self.AT.shape[0], 3 * live_s), max(2 * self.DM.shape[0], 3 * live_d),
                      max(2 * self.RP.shape[0], 3 * live_r))
 
-    def reserve(self, eids: np.ndarray) -> None:
-        """Make room for fraud events on ``eids`` (one per entry): a part with ``k`` new
-        events, now of capacity ``c``, allocates at most ``4 (c + k) + 8`` more words."""
-        need = 4 * int(self.SK[2 * eids + 1].sum()) + 12 * eids.size
-        while self.TOP[0] + need > self.AT.shape[0]:
-            self.grow()
-
     def __len__(self) -> int:
         return len(self.ids)
 
     def resolve(self, keys: Sequence[str], fams: Sequence[int]) -> list[int]:
         """Entity ids for ``keys`` (of families ``fams``), creating the missing ones."""
         get = self.ids.get
-        out = [get(key, -1) for key in keys]
-        for j, eid in enumerate(out):
-            if eid < 0:
-                # A key repeated in this batch is created once and found after.
-                out[j] = self.ids.get(keys[j]) if keys[j] in self.ids else self.new(keys[j], fams[j])
+        out = []
+        for key, fam in zip(keys, fams, strict=True):
+            eid = get(key)
+            out.append(self.new(key, fam) if eid is None else eid)
         return out
 
     def new(self, key: str, fam: int) -> int:

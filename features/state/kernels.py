@@ -45,6 +45,7 @@ __all__ = [
     "encode_entities",
     "featurize_batch",
     "reset_entities",
+    "window_sums",
 ]
 
 DAY = 86400
@@ -246,6 +247,22 @@ def _distinct_adds(DM, DT, DO, DK, DN, TOP, DIRTY, dids, members, m, t, cap):  #
 
 # ---------------------------------------------------------------------------- entities
 @njit(cache=True)
+def _empty(eid, SK, SN, SB, DK, DN, RO, RN):  # pragma: no cover
+    """Forget an entity's parts (their arena space becomes garbage for the next compaction)."""
+    for sid in (2 * eid, 2 * eid + 1):
+        SK[sid] = 0
+        SN[sid] = 0
+        SB[sid, 0] = 0.0
+        SB[sid, 1] = 0.0
+        SB[sid, 2] = 0.0
+    for did in range(4 * eid, 4 * eid + 4):
+        DK[did] = 0
+        DN[did] = 0
+    RO[eid] = -1
+    RN[eid] = 0
+
+
+@njit(cache=True)
 def _touch_all(ED, EFAM, fam_ttl, DIRTY, SK, SN, SB, DK, DN, RO, RN, eids, m, wm):  # pragma: no cover
     """Event-time expiry for ``eids[:m]``: an entity past its deadline counts as absent
     from then on (its parts are emptied); every touch extends the deadline."""
@@ -253,17 +270,7 @@ def _touch_all(ED, EFAM, fam_ttl, DIRTY, SK, SN, SB, DK, DN, RO, RN, eids, m, wm
         eid = eids[j]
         if ED[eid] < wm:
             if ED[eid] > -np.inf:
-                for sid in (2 * eid, 2 * eid + 1):
-                    SK[sid] = 0
-                    SN[sid] = 0
-                    SB[sid, 0] = 0.0
-                    SB[sid, 1] = 0.0
-                    SB[sid, 2] = 0.0
-                for did in range(4 * eid, 4 * eid + 4):
-                    DK[did] = 0
-                    DN[did] = 0
-                RO[eid] = -1
-                RN[eid] = 0
+                _empty(eid, SK, SN, SB, DK, DN, RO, RN)
                 DIRTY[eid] = 1
             ED[eid] = -np.inf
         nd = wm + fam_ttl[EFAM[eid]]
@@ -273,15 +280,25 @@ def _touch_all(ED, EFAM, fam_ttl, DIRTY, SK, SN, SB, DK, DN, RO, RN, eids, m, wm
 
 @njit(cache=True)
 def reset_entities(st, eids):  # pragma: no cover
-    """Forget everything about these entities (expiry); their arena space becomes garbage."""
-    ED = st[17]
+    """Forget everything about these entities (expiry)."""
     for eid in eids:
-        ED[eid] = -1e300  # expired for any watermark, so the touch below empties it
-    _touch_all(ED, st[18], st[21], st[19], st[5], st[6], st[7], st[12], st[13], st[15], st[16],
-               eids, eids.shape[0], np.inf)
-    for eid in eids:
-        ED[eid] = -np.inf
+        _empty(eid, st[5], st[6], st[7], st[12], st[13], st[15], st[16])
+        st[17][eid] = -np.inf
         st[19][eid] = 0
+
+
+@njit(cache=True)
+def window_sums(st, eids, times, span, wm):  # pragma: no cover
+    """Sum of each entity's all-orders series over ``(times[j] - span, times[j]]``; 0 for an
+    absent (``eids[j] < 0``) or expired entity. Read only."""
+    out = np.zeros(eids.shape[0])
+    for j in range(eids.shape[0]):
+        eid = eids[j]
+        if eid < 0 or st[17][eid] < wm:
+            continue
+        t = times[j]
+        out[j] = _win(st, 2 * eid, _top(st, 2 * eid, t), t - span)[1]
+    return out
 
 
 @njit(cache=True)
@@ -543,13 +560,22 @@ def featurize_batch(st, cfg, batch, out, start):  # pragma: no cover
 
 
 @njit(cache=True)
-def apply_fraud(st, wm, eids, times, deltas):  # pragma: no cover
-    """Add ``deltas[j]`` confirmed-fraud events at ``times[j]`` to entity ``eids[j]``."""
+def apply_fraud(st, wm, eids, times, deltas, start):  # pragma: no cover
+    """Add ``deltas[j]`` confirmed-fraud events at ``times[j]`` to entity ``eids[j]``, from
+    ``start``; returns how many are done (fewer when the next would not fit in the arena:
+    grow it and call again from there, as for :func:`featurize_batch`)."""
     m = eids.shape[0]
+    SK, SN, AT, TOP = st[5], st[6], st[0], st[22]
     _touch_all(st[17], st[18], st[21], st[19], st[5], st[6], st[7], st[12], st[13], st[15], st[16], eids, m, wm)
-    no_prune = np.full(m, -np.inf)
-    _series_adds(st[0], st[1], st[2], st[3], st[4], st[5], st[6], st[7], st[8], st[22], st[19],
-                 2 * eids + 1, times.astype(np.float64), np.zeros(m), deltas, no_prune, no_prune, m)
+    no_prune = np.full(1, -np.inf)
+    for j in range(start, m):
+        sid = 2 * eids[j] + 1
+        if SN[sid] == SK[sid] and TOP[0] + max(4, 2 * SN[sid]) > AT.shape[0]:
+            return j
+        _series_adds(st[0], st[1], st[2], st[3], st[4], st[5], st[6], st[7], st[8], st[22], st[19],
+                     np.array([sid]), np.array([float(times[j])]), np.zeros(1), deltas[j : j + 1],
+                     no_prune, no_prune, 1)
+    return m
 
 
 # ---------------------------------------------------------------------------- arenas

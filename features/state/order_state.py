@@ -25,7 +25,6 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
-from contracts import SignalUnavailable
 from features.state.base import StateStore
 from features.state.entities import EntityTables
 from features.state.records import ExpiringMap
@@ -42,9 +41,9 @@ class OrderRecords:
 
     __slots__ = ("cache", "orders", "watermark")
 
-    def __init__(self, watermark: float = float("-inf"), *, track_writes: bool = False) -> None:
-        self.orders = ExpiringMap(track_writes=track_writes)
-        self.cache = ExpiringMap(track_writes=track_writes)
+    def __init__(self, watermark: float = float("-inf")) -> None:
+        self.orders = ExpiringMap()
+        self.cache = ExpiringMap()
         self.watermark = watermark
 
 
@@ -98,6 +97,9 @@ class MemoryOrderState:
     def _run(self, fn: Fn[T]) -> T:
         with self._lock:
             result = fn(self.tables, self.records)
+            # Nothing is written anywhere: the write sets only matter to the Redis backend.
+            self.records.orders.dirty.clear()
+            self.records.cache.dirty.clear()
             wm = self.records.watermark
             if wm - self._last_sweep >= self._sweep_every:
                 self.sweep()
@@ -139,7 +141,7 @@ class RedisOrderState:
             cgot = self._store.mget(ckeys) if ckeys else []
             tables = self._new_tables()
             tables.load(ukeys, ufams, [p for _, p in got[: len(ukeys)]])
-            recs = OrderRecords(self._watermark, track_writes=True)
+            recs = OrderRecords(self._watermark)
             _load_records(recs, okeys + ckeys, got[len(ukeys):] + cgot)
             result = fn(tables, recs)
             versions = dict(zip(ukeys + okeys + ckeys, (v for v, _ in [*got, *cgot]), strict=True))
@@ -152,7 +154,7 @@ class RedisOrderState:
 
         def attempt() -> tuple[bool, T]:
             got = self._store.mget(rkeys)
-            recs = OrderRecords(self._watermark, track_writes=True)
+            recs = OrderRecords(self._watermark)
             _load_records(recs, rkeys, got)
             fam = dict(kf for rec in recs.orders.values.values() for kf in self._label_keys(rec))
             ekeys = list(fam)
@@ -168,13 +170,13 @@ class RedisOrderState:
     def read(self, keys: list[str], fams: list[int], fn: Fn[T]) -> T:
         fam_of = dict(zip(keys, fams, strict=True))
         ukeys = list(fam_of)
-        try:
-            got = self._store.mget(ukeys)
-        except self._store._redis.RedisError as exc:
-            raise SignalUnavailable("state", f"redis: {type(exc).__name__}: {exc}"[:200]) from exc
-        tables = self._new_tables()
-        tables.load(ukeys, list(fam_of.values()), [p for _, p in got])
-        return fn(tables, OrderRecords(self._watermark))
+
+        def attempt() -> tuple[bool, T]:  # nothing to write: the first attempt lands
+            tables = self._new_tables()
+            tables.load(ukeys, list(fam_of.values()), [p for _, p in self._store.mget(ukeys)])
+            return True, fn(tables, OrderRecords(self._watermark))
+
+        return self._store.optimistic(attempt)
 
     def _commit(self, tables: EntityTables, recs: OrderRecords, versions: dict[str, int | None]) -> bool:
         wm = recs.watermark

@@ -21,13 +21,13 @@ class ExpiringMap:
 
     __slots__ = ("_by_hour", "deadlines", "dirty", "values")
 
-    def __init__(self, *, track_writes: bool = False) -> None:
+    def __init__(self) -> None:
         self.values: dict[str, Any] = {}
         self.deadlines: dict[str, float] = {}
         self._by_hour: dict[int, list[str]] = {}
-        #: Keys written since the map was loaded, when tracked (the Redis backend writes
-        #: those back; in-process nothing needs them, so nothing is kept).
-        self.dirty: set[str] = set() if track_writes else _Discard()
+        #: Keys written since the map was loaded or last cleared (the Redis backend writes
+        #: those back; the in-process one clears them after each transaction).
+        self.dirty: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.values)
@@ -73,9 +73,3 @@ class ExpiringMap:
                     self._by_hour.setdefault(int(deadline // _BUCKET), []).append(key)
         return dropped
 
-
-class _Discard(set):  # type: ignore[type-arg]
-    """A set that keeps nothing (untracked writes)."""
-
-    def add(self, _: object) -> None:
-        return None

@@ -162,6 +162,9 @@ def _digest(m: int) -> bytes:
 
 
 def test_expiring_map_is_event_time_and_untracked_in_process():
+    f = OrderFeaturizer()
+    f.featurize(_orders(5))
+    assert len(f._orders.records.orders.dirty) == len(f._orders.records.cache.dirty) == 0  # in-process
     em = ExpiringMap()
     em.put("a", (1, 0, ()), 100.0)
     assert em.get("a", 50.0, extend_to=200.0) == (1, 0, ())
@@ -170,7 +173,6 @@ def test_expiring_map_is_event_time_and_untracked_in_process():
     em.put("b", b"x", 10.0)
     em.put("c", b"y", 10_000.0)
     assert em.sweep(7200.0) == 1 and len(em) == 1
-    assert len(em.dirty) == 0  # in-process: nothing accumulates
-    tracked = ExpiringMap(track_writes=True)
+    tracked = ExpiringMap()
     tracked.put("d", b"z", 1.0)
     assert tracked.dirty == {"d"}
