@@ -7,7 +7,10 @@ before), not real. Throughput is orders per CPU-second of this process
 with other work; wall-clock figures are printed beside it (for Redis the wall clock also
 carries the Redis server, which shares this machine's cores). Each backend runs
 ``--passes`` times on a fresh featuriser; the best and the median pass are printed
-(the machines are shared and noisy: the best pass is the least disturbed one).
+(the machines are shared and noisy: the best pass is the least disturbed one). The
+in-process backend is measured first under the interpreter's default garbage-collector
+settings, then under the ones the worker runs with (``detector.runtime.tune_gc``), which
+the Redis and memory figures use too.
 
     python bench/features.py [--orders 20000] [--batch 500] [--passes 3] [--redis-url redis://127.0.0.1:6379/15]
 """
@@ -30,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from contracts import Order  # noqa: E402
+from detector.runtime import GC_THRESHOLDS, tune_gc  # noqa: E402
 from features import OrderFeaturizer, build_state  # noqa: E402
 
 
@@ -59,7 +63,7 @@ def throughput(name: str, make: Callable[[], OrderFeaturizer], orders: list[Orde
         rates.append(len(rest) / cpu)
         walls.append(len(rest) / wall)
     best = max(rates)
-    print(f"{name:>8}: {len(rest):,} orders in batches of {batch}: best {best:,.0f} orders/CPU-s "
+    print(f"{name:>18}: {len(rest):,} orders in batches of {batch}: best {best:,.0f} orders/CPU-s "
           f"({1e6 / best:.0f} us CPU/order), median {statistics.median(rates):,.0f} over {passes} passes; "
           f"wall best {max(walls):,.0f} orders/s")
     return best
@@ -114,6 +118,12 @@ def main() -> int:
           f"(~25-30 ms on an idle modern core; scale the figures below by it); load {os.getloadavg()[0]:.1f}")
     orders = generated(args.orders)
     print(f"generated {len(orders):,} orders ({orders[0].created_at:%Y-%m-%d} .. {orders[-1].created_at:%Y-%m-%d})")
+    # First with the interpreter's default GC, then with the setting the worker, the API
+    # and `riskwire featurize` run under (detector.runtime.tune_gc); the rest use the latter.
+    throughput("memory, default GC", lambda: OrderFeaturizer(state=build_state("memory")), orders, args.batch,
+               args.passes)
+    old_gc = tune_gc()
+    print(f"GC thresholds {old_gc} -> {GC_THRESHOLDS} and start-up objects frozen, as the worker runs:")
     mem = throughput("memory", lambda: OrderFeaturizer(state=build_state("memory")), orders, args.batch, args.passes)
     try:
         import redis

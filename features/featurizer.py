@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -184,7 +184,7 @@ class OrderFeaturizer:
                                                    cache_ttl_s=self.dedup_ttl_s)
 
     def _new_tables(self) -> EntityTables:
-        return EntityTables(self._fam_ttl, self._fam_res, _member_of)
+        return EntityTables(self._fam_ttl, self._fam_res, _members_of)
 
     # ------------------------------------------------------------------ public API
     def featurize(self, orders: Sequence[Order]) -> list[dict[str, Any]]:
@@ -192,8 +192,9 @@ class OrderFeaturizer:
         if not orders:
             return []
         ex = [self._static.extract(o) for o in orders]
-        out = self._orders.transact(lambda: _entity_keys(ex), [e.order_id for e in ex],
-                                    lambda tables, recs: self._stateful(tables, recs, ex))
+        bk = _batch_keys(ex)
+        out = self._orders.transact(lambda: _entity_keys(bk), [e.order_id for e in ex],
+                                    lambda tables, recs: self._stateful(tables, recs, ex, bk))
         return self._rows(ex, out)
 
     def apply_labels(self, labels: Sequence[Label]) -> int:
@@ -257,7 +258,7 @@ class OrderFeaturizer:
                 done = kern.apply_fraud(tables.st, wm, ids, at_, dl, done)
         return changed
 
-    def _stateful(self, tables: EntityTables, recs: Any, ex: list[Extracted]) -> np.ndarray:
+    def _stateful(self, tables: EntityTables, recs: Any, ex: list[Extracted], bk: _BatchKeys) -> np.ndarray:
         n = len(ex)
         wm_arr = np.empty(n, dtype=np.float64)
         mode = np.empty(n, dtype=np.int64)
@@ -296,7 +297,7 @@ class OrderFeaturizer:
                 cached[i] = hit
         recs.watermark = wm
 
-        batch = self._batch_arrays(ex, tables, wm_arr, mode)
+        batch = self._batch_arrays(ex, bk, tables, wm_arr, mode)
         out = np.full((n, self._width), np.nan)
         done = kern.featurize_batch(tables.st, self._cfg, batch, out, 0)
         while done < n:  # the arenas filled up: grow them and go on from that order
@@ -308,10 +309,11 @@ class OrderFeaturizer:
             cache.put(oid, out[i].tobytes(), deadline)
         return out
 
-    def _batch_arrays(self, ex: list[Extracted], tables: EntityTables, wm_arr: np.ndarray, mode: np.ndarray) -> tuple:
+    def _batch_arrays(self, ex: list[Extracted], bk: _BatchKeys, tables: EntityTables, wm_arr: np.ndarray,
+                      mode: np.ndarray) -> tuple:
         """The kernel's batch arrays, resolving (and creating) each order's entities."""
         n = len(ex)
-        ents, combo, line_ptr, l_sku, l_skuc, every = _resolve(ex, tables.ids.get, tables.new)
+        ents, combo, line_ptr, l_sku, l_skuc, every = _resolve(bk, tables.ids.get, tables.new)
         l_q: list[float] = []
         l_p: list[float] = []
         l_pr: list[float] = []
@@ -353,11 +355,25 @@ class OrderFeaturizer:
         return rows
 
 
-def _member_of(fam: int, key: str) -> int | None:
-    """An entity's digest as a link member (for the families links point at)."""
-    if FAMILIES[fam] not in MEMBER_FAMILIES:
-        return None
-    return member_id(key.partition("|")[2])
+#: Per family: is its entity a member of some distinct-count link?
+_IS_MEMBER = tuple(f in MEMBER_FAMILIES for f in FAMILIES)
+_MEMBERS: dict[str, int] = {}
+
+
+def _members_of(keys: Sequence[str], fams: Sequence[int]) -> list[int]:
+    """Each entity's digest as a link member (0 for families no link points at).
+
+    List-wise and cached per key: the Redis backend builds a fresh table per micro-batch,
+    so the same few thousand keys come back batch after batch.
+    """
+    out = list(map(_MEMBERS.get, keys))
+    for i in [i for i, m in enumerate(out) if m is None]:
+        key, fam = keys[i], fams[i]
+        m = member_id(key.partition("|")[2]) if _IS_MEMBER[fam] else 0
+        if len(_MEMBERS) >= 1 << 16:
+            _MEMBERS.clear()
+        _MEMBERS[key] = out[i] = m
+    return out
 
 
 def _label_keys(rec: tuple[int, int, tuple[str | None, ...]]) -> list[tuple[str, int]]:
@@ -366,51 +382,73 @@ def _label_keys(rec: tuple[int, int, tuple[str | None, ...]]) -> list[tuple[str,
     return [(prefix + ents[j], j) for j, prefix in _RISK_SLOTS if ents[j] is not None]
 
 
-def _resolve(ex: list[Extracted], get: Callable[[str], int | None], new: Callable[[str, int], int]) -> tuple:
+class _BatchKeys(NamedTuple):
+    """The state keys of a micro-batch, in batch order."""
+
+    #: Per order its ``ENTITY_FAMILIES`` keys (None where absent), flattened.
+    entities: list[str | None]
+    #: Per order its country combination.
+    combos: list[str]
+    #: Per basket line its SKU and SKU x countries; ``line_ptr[i]:line_ptr[i + 1]`` are order i's.
+    skus: list[str]
+    sku_countries: list[str]
+    line_ptr: list[int]
+
+
+def _batch_keys(ex: list[Extracted]) -> _BatchKeys:
+    """The one place state keys are spelled (list-wise: the batch at once)."""
+    n = len(ex)
+    line_ptr = [0] * (n + 1)
+    at = 0
+    for i, e in enumerate(ex):
+        at += len(e.items)
+        line_ptr[i + 1] = at
+    return _BatchKeys(
+        [None if v is None else p + v
+         for p, v in zip(_KEY_PREFIX * n, [v for e in ex for v in e.entities], strict=True)],
+        ["G.combo|" + e.combo for e in ex],
+        ["K|" + s for e in ex for s, _, _ in e.items],
+        [f"K|{s}|{e.ship_ip}" for e in ex for s, _, _ in e.items],
+        line_ptr,
+    )
+
+
+def _resolve(bk: _BatchKeys, get: Callable[[str], int | None], new: Callable[[str, int], int]) -> tuple:
     """Entity ids of a batch: per order its entities (-1 absent), its country combination,
     and per basket line its SKU and SKU x countries, then the all-orders combination.
 
-    The one place state keys are spelled: ``get(key)`` an existing id (or None),
-    ``new(key, family)`` a created one.
+    ``get(key)``: an existing id (or None); ``new(key, family)``: a created one. Ids are
+    looked up list-wise (``map``); only the misses go through Python one by one.
     """
     ne = len(ENTITY_FAMILIES)
-    ents = [-1] * (len(ex) * ne)
-    combo = [0] * len(ex)
-    line_ptr = [0] * (len(ex) + 1)
-    l_sku: list[int] = []
-    l_skuc: list[int] = []
-    at = 0
-    for i, e in enumerate(ex):
-        for j, v in enumerate(e.entities):
-            if v is not None:
-                key = _KEY_PREFIX[j] + v
-                eid = get(key)
-                ents[at + j] = eid if eid is not None else new(key, j)
-        at += ne
-        key = "G.combo|" + e.combo
-        eid = get(key)
-        combo[i] = eid if eid is not None else new(key, _COMBO)
-        for sku, _, _ in e.items:
-            key = "K|" + sku
-            eid = get(key)
-            l_sku.append(eid if eid is not None else new(key, _SKU))
-            key = f"K|{sku}|{e.ship_ip}"
-            eid = get(key)
-            l_skuc.append(eid if eid is not None else new(key, _SKUC))
-        line_ptr[i + 1] = len(l_sku)
+    ents = _ids(bk.entities, lambda i: i % ne, get, new)
+    combo = _ids(bk.combos, lambda _i: _COMBO, get, new)
+    l_sku = _ids(bk.skus, lambda _i: _SKU, get, new)
+    l_skuc = _ids(bk.sku_countries, lambda _i: _SKUC, get, new)
     every = get(_EVERY)
-    return ents, combo, line_ptr, l_sku, l_skuc, every if every is not None else new(_EVERY, _COMBO)
+    return ents, combo, bk.line_ptr, l_sku, l_skuc, every if every is not None else new(_EVERY, _COMBO)
 
 
-def _entity_keys(ex: list[Extracted]) -> tuple[list[str], list[int]]:
-    """The batch's entity keys and families: what the Redis backend reads up front."""
-    keys: list[str] = []
-    fams: list[int] = []
+def _ids(keys: list[str | None], fam_at: Callable[[int], int], get: Callable[[str], int | None],
+         new: Callable[[str, int], int]) -> list[int]:
+    """The id of each key (-1 for None), creating the missing ones in list order."""
+    ids = list(map(get, keys))
+    for i in [i for i, x in enumerate(ids) if x is None]:
+        key = keys[i]
+        if key is None:
+            ids[i] = -1
+        else:  # an earlier miss of this batch may have created it
+            eid = get(key)
+            ids[i] = eid if eid is not None else new(key, fam_at(i))
+    return ids
 
-    def note(key: str, fam: int) -> int:
-        keys.append(key)
-        fams.append(fam)
-        return 0
 
-    _resolve(ex, lambda _key: None, note)
-    return keys, fams
+def _entity_keys(bk: _BatchKeys) -> tuple[list[str], list[int]]:
+    """The batch's distinct entity keys and their families: what the Redis backend reads up front."""
+    ne = len(ENTITY_FAMILIES)
+    fam = {k: i % ne for i, k in enumerate(bk.entities) if k is not None}
+    fam.update(dict.fromkeys(bk.combos, _COMBO))
+    fam.update(dict.fromkeys(bk.skus, _SKU))
+    fam.update(dict.fromkeys(bk.sku_countries, _SKUC))
+    fam[_EVERY] = _COMBO
+    return list(fam), list(fam.values())

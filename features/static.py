@@ -66,7 +66,6 @@ class Extracted(NamedTuple):
     ship_ip: str
 
 
-@lru_cache(maxsize=1 << 16)
 def member_id(value: str) -> int:
     """The member digest as a signed 64-bit integer that sorts like the digest bytes."""
     return int.from_bytes(member_digest(value), "big") - _INT64

@@ -101,6 +101,7 @@ def worker(
 ) -> None:
     """Consume orders (and labels, returns), publish decisions; SIGTERM drains and exits 0."""
     from detector.cli import setup_logging
+    from detector.runtime import tune_gc
     from detector.wiring import build_services
     from streams.processing import BatchProcessor
     from streams.worker import install_stop_signals, run_worker
@@ -109,6 +110,7 @@ def worker(
     settings = _settings(bootstrap_servers)
     servers = _bootstrap(settings)
     services = build_services(settings, history=_history(settings))
+    tune_gc()  # everything long-lived is loaded: keep the collector off it
     if metrics_port:
         from prometheus_client import start_http_server
 
@@ -144,6 +146,7 @@ def serve(
 
     from detector.api import create_app
     from detector.cli import setup_logging
+    from detector.runtime import tune_gc
     from detector.wiring import build_services
 
     setup_logging(log_level)
@@ -155,6 +158,7 @@ def serve(
                       log_level=log_level)
         return
     services = build_services(settings, history=_history(settings))
+    tune_gc()  # everything long-lived is loaded: keep the collector off it
     if settings.kafka.bootstrap_servers:
         from streams.labels import LabelPublisher
 

@@ -94,6 +94,9 @@ def register(app: typer.Typer) -> None:
             orders, n = iter(order_list), len(order_list)
             console_msg = f"jsonl: {n} orders, {len(labels)} labels"
         typer.echo(console_msg, err=True)
+        from detector.runtime import tune_gc
+
+        tune_gc()  # as the worker does: millions of order records, few cycles
         try:
             with progress_bar("{task.fields[rate]}") as progress:
                 task = progress.add_task("featurize", total=n, rate="")

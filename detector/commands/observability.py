@@ -52,6 +52,9 @@ def app_factory() -> FastAPI:
 
     settings = Settings()
     services = build_services(settings, history=history)
+    from detector.runtime import tune_gc
+
+    tune_gc()  # everything long-lived is loaded: keep the collector off it
     if settings.kafka.bootstrap_servers:
         services.extras["bootstrap_servers"] = settings.kafka.bootstrap_servers
     if multiprocess_enabled():

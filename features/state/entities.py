@@ -9,6 +9,7 @@ entities the batch changed (``dump_dirty``). Both run the same kernel on the sam
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -27,15 +28,16 @@ class EntityTables:
         How long (event time) an entity of each family is kept past its last touch.
     fam_res : array of int
         Bucket size in seconds of each family's series.
-    member_of : callable
-        ``(family, value) -> int64 digest or None``: the entity's id as a link member.
+    members_of : callable
+        ``(keys, families) -> [int64 digest]``: each entity's id as a link member (0 for
+        families that are no link's members).
     """
 
-    def __init__(self, fam_ttl: np.ndarray, fam_res: np.ndarray, member_of: Callable[[int, str], int | None], *,
+    def __init__(self, fam_ttl: np.ndarray, fam_res: np.ndarray, members_of: Callable[[Sequence[str], Sequence[int]], list[int]], *,
                  capacity: int = 1024) -> None:
         self._fam_ttl = np.ascontiguousarray(fam_ttl, dtype=np.float64)
         self._fam_res = np.ascontiguousarray(fam_res, dtype=np.int64)
-        self._member_of = member_of
+        self._members_of = members_of
         self.ids: dict[str, int] = {}
         self.keys: list[str | None] = []
         self._free: list[int] = []
@@ -118,8 +120,7 @@ class EntityTables:
         self.ids[key] = eid
         self.EFAM[eid] = fam
         self.SR[eid] = self._fam_res[fam]
-        member = self._member_of(fam, key)
-        self.MEMBER[eid] = 0 if member is None else member
+        self.MEMBER[eid] = self._members_of([key], [fam])[0]
         return eid
 
     def _bulk_new(self, keys: Sequence[str], fams: Sequence[int]) -> np.ndarray:
@@ -132,8 +133,7 @@ class EntityTables:
         fam = np.asarray(fams, dtype=np.int64)
         self.EFAM[:n] = fam
         self.SR[:n] = self._fam_res[fam]
-        member_of = self._member_of
-        self.MEMBER[:n] = [m if (m := member_of(f, key)) is not None else 0 for key, f in zip(keys, fams, strict=True)]
+        self.MEMBER[:n] = self._members_of(keys, fams)
         return np.arange(n, dtype=np.int64)
 
     def expire(self, watermark: float) -> int:
@@ -168,17 +168,15 @@ class EntityTables:
             k.decode_entities(self.st, data, starts, eids[have])
         return eids
 
-    def dump_dirty(self) -> list[tuple[str, bytes, float]]:
-        """(key, bytes, deadline) of every entity changed since it was loaded."""
+    def dump_dirty(self) -> tuple[list[str], list[bytes], np.ndarray]:
+        """(keys, bytes, event-time deadlines) of every entity changed since it was loaded."""
         n = len(self.keys)
         dirty = np.nonzero(self.DIRTY[:n])[0]
         if dirty.size == 0:
-            return []
+            return [], [], np.zeros(0)
         data, ends = k.encode_entities(self.st, dirty.astype(np.int64))
         raw = data.tobytes()
-        out = []
-        start = 0
-        for eid, end in zip(dirty.tolist(), ends.tolist(), strict=True):
-            out.append((self.keys[eid], raw[start:end], float(self.ED[eid])))
-            start = end
-        return out  # type: ignore[return-value]
+        bounds = [0, *ends.tolist()]
+        blobs = [raw[a:b] for a, b in itertools.pairwise(bounds)]
+        keys = self.keys
+        return [keys[e] for e in dirty.tolist()], blobs, self.ED[dirty]  # type: ignore[misc]

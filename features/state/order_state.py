@@ -25,6 +25,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
+import numpy as np
+
 from features.state.base import StateStore
 from features.state.entities import EntityTables
 from features.state.records import ExpiringMap
@@ -34,6 +36,8 @@ __all__ = ["MemoryOrderState", "OrderRecords", "OrderState", "RedisOrderState", 
 T = TypeVar("T")
 Fn = Callable[[EntityTables, "OrderRecords"], T]
 _DEADLINE = struct.Struct("<d")
+_ABSENT = bytes(8)  # the version of a key that does not exist
+_JSON = json.JSONEncoder(separators=(",", ":"))  # one encoder, not one per call
 
 
 class OrderRecords:
@@ -135,16 +139,18 @@ class RedisOrderState:
         okeys = list(dict.fromkeys("O|" + oid for oid in order_ids))
 
         def attempt() -> tuple[bool, T]:
-            got = self._store.mget(ukeys + okeys)
+            raw = self._store.mget_raw(ukeys + okeys)
             # Cached rows only for orders already recorded (re-deliveries: rare).
-            ckeys = ["C|" + k[2:] for k, (_, p) in zip(okeys, got[len(ukeys):], strict=True) if p is not None]
-            cgot = self._store.mget(ckeys) if ckeys else []
+            ckeys = ["C|" + k[2:] for k, v in zip(okeys, raw[len(ukeys):], strict=True) if v is not None]
+            if ckeys:
+                raw += self._store.mget_raw(ckeys)
+            got = [None if v is None else v[8:] for v in raw]
             tables = self._new_tables()
-            tables.load(ukeys, ufams, [p for _, p in got[: len(ukeys)]])
+            tables.load(ukeys, ufams, got[: len(ukeys)])
             recs = OrderRecords(self._watermark)
-            _load_records(recs, okeys + ckeys, got[len(ukeys):] + cgot)
+            _load_records(recs, okeys + ckeys, got[len(ukeys):])
             result = fn(tables, recs)
-            versions = dict(zip(ukeys + okeys + ckeys, (v for v, _ in [*got, *cgot]), strict=True))
+            versions = {k: v[:8] for k, v in zip(ukeys + okeys + ckeys, raw, strict=True) if v is not None}
             return self._commit(tables, recs, versions), result
 
         return self._store.optimistic(attempt)
@@ -153,16 +159,16 @@ class RedisOrderState:
         rkeys = list(dict.fromkeys("O|" + oid for oid in order_ids))
 
         def attempt() -> tuple[bool, T]:
-            got = self._store.mget(rkeys)
+            raw = self._store.mget_raw(rkeys)
             recs = OrderRecords(self._watermark)
-            _load_records(recs, rkeys, got)
+            _load_records(recs, rkeys, [None if v is None else v[8:] for v in raw])
             fam = dict(kf for rec in recs.orders.values.values() for kf in self._label_keys(rec))
             ekeys = list(fam)
-            egot = self._store.mget(ekeys)
+            eraw = self._store.mget_raw(ekeys)
             tables = self._new_tables()
-            tables.load(ekeys, [fam[k] for k in ekeys], [p for _, p in egot])
+            tables.load(ekeys, [fam[k] for k in ekeys], [None if v is None else v[8:] for v in eraw])
             result = fn(tables, recs)
-            versions = dict(zip(rkeys + ekeys, (v for v, _ in [*got, *egot]), strict=True))
+            versions = {k: v[:8] for k, v in zip(rkeys + ekeys, raw + eraw, strict=True) if v is not None}
             return self._commit(tables, recs, versions), result
 
         return self._store.optimistic(attempt)
@@ -173,33 +179,42 @@ class RedisOrderState:
 
         def attempt() -> tuple[bool, T]:  # nothing to write: the first attempt lands
             tables = self._new_tables()
-            tables.load(ukeys, list(fam_of.values()), [p for _, p in self._store.mget(ukeys)])
+            tables.load(ukeys, list(fam_of.values()), [None if v is None else v[8:] for v in self._store.mget_raw(ukeys)])
             return True, fn(tables, OrderRecords(self._watermark))
 
         return self._store.optimistic(attempt)
 
-    def _commit(self, tables: EntityTables, recs: OrderRecords, versions: dict[str, int | None]) -> bool:
+    def _commit(self, tables: EntityTables, recs: OrderRecords, versions: dict[str, bytes]) -> bool:
+        """Write back what changed if no key moved since it was read (``versions``: the raw
+        8-byte versions read; a key missing there was absent)."""
         wm = recs.watermark
-        writes: list[tuple[str, int | None, bytes, int]] = []
-        for key, blob, deadline in tables.dump_dirty():
-            writes.append((key, versions.get(key), blob, _ttl_ms(deadline, wm)))
-        for oid in recs.orders.dirty:
-            value, deadline = recs.orders.values[oid], recs.orders.deadlines[oid]
-            payload = _DEADLINE.pack(deadline) + json.dumps(value, separators=(",", ":")).encode()
-            writes.append(("O|" + oid, versions.get("O|" + oid), payload, _ttl_ms(deadline, wm)))
-        for oid in recs.cache.dirty:
-            value, deadline = recs.cache.values[oid], recs.cache.deadlines[oid]
+        keys, values, deadlines = tables.dump_dirty()
+        ttls = [_ttl_ms(deadlines, wm)]
+        orders = recs.orders
+        if orders.dirty:
+            oids = list(orders.dirty)
+            keys += ["O|" + oid for oid in oids]
+            pack, dump = _DEADLINE.pack, _JSON.encode
+            values += [pack(orders.deadlines[oid]) + dump(orders.values[oid]).encode() for oid in oids]
+            ttls.append(_ttl_ms(np.fromiter(map(orders.deadlines.__getitem__, oids), dtype=np.float64), wm))
+        cache = recs.cache
+        if cache.dirty:
+            oids = list(cache.dirty)
+            keys += ["C|" + oid for oid in oids]
+            pack = _DEADLINE.pack
+            values += [pack(cache.deadlines[oid]) + cache.values[oid] for oid in oids]
             # Wall clock, whatever the event time (see _load_records): a batch can span more
             # event time than the cache keeps, which would leave its first rows a 1 s TTL.
-            writes.append(("C|" + oid, versions.get("C|" + oid), _DEADLINE.pack(deadline) + value, self._cache_ttl_ms))
-        ok = self._store.compare_and_set(writes)
+            ttls.append(np.full(len(oids), float(self._cache_ttl_ms)))
+        expected = b"".join([versions.get(k, _ABSENT) for k in keys])
+        ok = self._store.compare_and_set_columns(keys, expected, values, np.concatenate(ttls))
         if ok and wm > self._watermark:
             self._watermark = wm
         return ok
 
 
-def _load_records(recs: OrderRecords, rkeys: list[str], got: list[tuple[int | None, bytes | None]]) -> None:
-    for key, (_, payload) in zip(rkeys, got, strict=True):
+def _load_records(recs: OrderRecords, rkeys: list[str], got: list[bytes | None]) -> None:
+    for key, payload in zip(rkeys, got, strict=True):
         if payload is None:
             continue
         deadline = _DEADLINE.unpack_from(payload, 0)[0]
@@ -215,7 +230,7 @@ def _load_records(recs: OrderRecords, rkeys: list[str], got: list[tuple[int | No
             recs.cache.load(oid, bytes(payload[8:]), math.inf)
 
 
-def _ttl_ms(deadline: float, watermark: float) -> int:
-    """The remaining event-time life, as a Redis TTL (at least a second)."""
-    life = deadline - watermark
-    return int(max(1.0, life if life == life else 1.0) * 1000)
+def _ttl_ms(deadlines: np.ndarray, watermark: float) -> np.ndarray:
+    """The remaining event-time life of each deadline, as a Redis TTL in ms (at least a second)."""
+    life = np.nan_to_num(deadlines - watermark, nan=1.0, posinf=1.0)
+    return np.maximum(life, 1.0) * 1000.0

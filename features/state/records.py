@@ -49,7 +49,12 @@ class ExpiringMap:
         self.values[key] = value
         self.deadlines[key] = deadline
         self.dirty.add(key)
-        self._by_hour.setdefault(int(deadline // _BUCKET), []).append(key)
+        hour = int(deadline // _BUCKET)
+        bucket = self._by_hour.get(hour)  # not setdefault: that builds a list per call
+        if bucket is None:
+            self._by_hour[hour] = [key]
+        else:
+            bucket.append(key)
 
     def load(self, key: str, value: Any, deadline: float) -> None:
         """An entry read from a store (not dirty)."""

@@ -23,6 +23,8 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+import numpy as np
+
 from contracts import ConfigError, SignalUnavailable
 from features.state.structures import Bundle
 
@@ -69,6 +71,13 @@ class RedisState:
             self._names[key] = name
         return name
 
+    def names(self, keys: list[str]) -> list[str]:
+        """:meth:`name` of each key (looked up list-wise: a batch has thousands)."""
+        out = list(map(self._names.get, keys))
+        for i in [i for i, x in enumerate(out) if x is None]:
+            out[i] = self.name(keys[i])
+        return out
+
     def transact(self, keys: Iterable[str], fn: Callable[[_RedisView], T]) -> T:
         keys = list(dict.fromkeys(keys))
 
@@ -114,29 +123,45 @@ class RedisState:
     def mget(self, keys: list[str]) -> list[tuple[int | None, bytes | None]]:
         """(version, payload) per state key; (None, None) when absent."""
         out: list[tuple[int | None, bytes | None]] = []
-        for data in self._command("MGET", *[self.name(k) for k in keys]) if keys else ():
+        for data in self._command("MGET", *self.names(keys)) if keys else ():
             if data is None:
                 out.append((None, None))
             else:
                 out.append((_VERSION.unpack_from(data, 0)[0], data[8:]))
         return out
 
+    def mget_raw(self, keys: list[str]) -> list[bytes | None]:
+        """The stored value per state key (its 8-byte version, then the payload); None when absent."""
+        return list(self._command("MGET", *self.names(keys))) if keys else []
+
     def compare_and_set(self, writes: list[tuple[str, int | None, bytes, int]]) -> bool:
         """Write (state key, version read, payload, TTL ms) atomically if no version moved."""
         if not writes:
             return True
-        names = [self.name(w[0]) for w in writes]
-        # One argument per key: expected version (0 = absent), TTL in ms (12 digits), value.
-        vpack = _VERSION.pack
-        args = [b"".join((vpack(w[1] or 0), b"%012d" % max(1000, int(w[3])), vpack((w[1] or 0) + 1), w[2]))
-                for w in writes]
+        keys, versions, values, ttls = zip(*writes, strict=True)
+        expected = np.fromiter((v or 0 for v in versions), dtype=np.uint64, count=len(keys))
+        return self.compare_and_set_columns(list(keys), expected.astype(">u8").tobytes(), list(values), ttls)
+
+    def compare_and_set_columns(self, keys: list[str], expected: bytes, values: list[bytes],
+                                ttl_ms: Iterable[float] | np.ndarray) -> bool:
+        """:meth:`compare_and_set` by columns: keys, the versions read (8 bytes big-endian
+        per key, zeros: absent, as :meth:`mget_raw` returns them), payloads, TTLs in ms.
+
+        The versions and TTLs travel as two packed arguments, the payloads as they are: per
+        key nothing is built in Python but its name.
+        """
+        if not keys:
+            return True
+        n = len(keys)
+        ttl = np.maximum(np.asarray(ttl_ms, dtype=np.float64), 1000.0).astype(">u8").tobytes()
+        args = [n, *self.names(keys), expected, ttl, *values]
         if self._cas_sha is None:
             self._cas_sha = self._command("SCRIPT", "LOAD", _CAS)
         try:
-            return self._command("EVALSHA", self._cas_sha, len(names), *names, *args) == 1
+            return self._command("EVALSHA", self._cas_sha, *args) == 1
         except self._redis.exceptions.NoScriptError:  # the server restarted or flushed its scripts
             self._cas_sha = self._command("SCRIPT", "LOAD", _CAS)
-            return self._command("EVALSHA", self._cas_sha, len(names), *names, *args) == 1
+            return self._command("EVALSHA", self._cas_sha, *args) == 1
 
     def clear(self) -> int:
         """Delete every key under this prefix (tests, benchmarks)."""
@@ -149,18 +174,21 @@ class RedisState:
         self._client.close()
 
 
-# KEYS: names; ARGV[i]: the expected 8-byte version (zeros = absent), the TTL in ms as
-# 12 ASCII digits, then the new value (its own version first).
+# KEYS: names; ARGV[1]: the expected versions, ARGV[2]: the TTLs in ms (8 bytes big-endian
+# each, per key); ARGV[2 + i]: the new value of KEYS[i]. Each value is stored behind its
+# new version (the expected one + 1). Versions and TTLs stay far below 2^53, Lua's exact range.
 _CAS = """
 local zero = string.rep('\\0', 8)
+local exp, ttl = ARGV[1], ARGV[2]
 for i = 1, #KEYS do
   local cur = redis.call('GETRANGE', KEYS[i], 0, 7)
   if cur == '' then cur = zero end
-  if cur ~= string.sub(ARGV[i], 1, 8) then return 0 end
+  if cur ~= string.sub(exp, 8 * i - 7, 8 * i) then return 0 end
 end
 for i = 1, #KEYS do
-  local a = ARGV[i]
-  redis.call('SET', KEYS[i], string.sub(a, 21), 'PX', tonumber(string.sub(a, 9, 20)))
+  local version = struct.unpack('>I8', exp, 8 * i - 7)
+  local ms = struct.unpack('>I8', ttl, 8 * i - 7)
+  redis.call('SET', KEYS[i], struct.pack('>I8', version + 1) .. ARGV[2 + i], 'PX', string.format('%d', ms))
 end
 return 1
 """

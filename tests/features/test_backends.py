@@ -178,3 +178,37 @@ def test_redis_redelivery_after_restart_gets_the_cached_row(redis_url):
         first.clear()
         first.close()
         again.close()
+
+
+@pytest.mark.integration
+def test_two_redis_featurizers_racing_on_the_same_entities_lose_nothing(redis_url):
+    """A batch whose keys another worker writes between its read and its write is re-run on
+    the fresh state: the result is what one featuriser gives for the other's batch first."""
+    prefix = f"rwtest-{uuid.uuid4().hex[:10]}"
+    a_store = build_state("redis", redis_url=redis_url, key_prefix=prefix)
+    b_store = build_state("redis", redis_url=redis_url, key_prefix=prefix)
+    a, b = OrderFeaturizer(state=a_store), OrderFeaturizer(state=b_store)
+    ours = [_order(i, i, i % 2, i % 3, 0, 1, 0, 1, 1, 10 + i) for i in range(6)]
+    theirs = [_order(100 + i, i, i % 2, i % 3, 0, 1, 0, 1, 2, 50 + i) for i in range(4)]
+    try:
+        real = a_store.mget_raw
+        reads = []
+
+        def racing_read(keys):
+            got = real(keys)
+            if not reads:  # the other worker commits after our first read
+                b.featurize(theirs)
+            reads.append(len(keys))
+            return got
+
+        a_store.mget_raw = racing_read
+        rows = a.featurize(ours)
+        assert a_store.conflicts == 1
+        mem = OrderFeaturizer()
+        mem.featurize(theirs)
+        assert rows == mem.featurize(ours)
+        assert rows[-1]["customer_tx_count_1h"] == 3 + 2  # ours so far plus theirs
+    finally:
+        a_store.clear()
+        a_store.close()
+        b_store.close()

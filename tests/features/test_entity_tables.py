@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from contracts import Label, Order
 from features import OrderFeaturizer
-from features.featurizer import _member_of
+from features.featurizer import _members_of
 from features.state import DistinctSet, WindowSeries
 from features.state import kernels as k
 from features.state.entities import EntityTables
@@ -38,7 +38,7 @@ class _Tiny(OrderFeaturizer):
     """Entity tables that start with room for one entity: every batch grows them."""
 
     def _new_tables(self) -> EntityTables:
-        return EntityTables(self._fam_ttl, self._fam_res, _member_of, capacity=1)
+        return EntityTables(self._fam_ttl, self._fam_res, _members_of, capacity=1)
 
 
 def test_arenas_grow_mid_batch_without_changing_a_feature():
@@ -81,12 +81,12 @@ def test_entity_bytes_round_trip_gives_the_same_next_features():
     src = f._orders.tables
     n = len(src.keys)
     src.DIRTY[:n] = 1
-    dumped = src.dump_dirty()
+    keys, blobs, deadlines = src.dump_dirty()
+    assert len(keys) == len(blobs) == len(deadlines) == n
     copy = f._new_tables()
-    keys = [key for key, _, _ in dumped]
-    copy.load(keys, [int(src.EFAM[src.ids[key]]) for key in keys], [blob for _, blob, _ in dumped])
-    assert copy.dump_dirty() == []  # loaded, not changed
-    for key, blob, deadline in dumped:
+    copy.load(keys, [int(src.EFAM[src.ids[key]]) for key in keys], blobs)
+    assert copy.dump_dirty()[0] == []  # loaded, not changed
+    for key, blob, deadline in zip(keys, blobs, deadlines, strict=True):
         assert copy.ED[copy.ids[key]] == deadline
         assert _one(copy, key) == blob
     g = OrderFeaturizer()
@@ -118,7 +118,7 @@ events = st.lists(st.tuples(st.integers(0, 4000), st.floats(-1e4, 1e4, allow_nan
 @given(events=events, hi=st.integers(0, 4000), span=st.integers(1, 5000), cut=st.integers(-1, 2000),
        res=st.sampled_from([1, 60, 3600]))
 def test_kernel_series_is_bit_identical_to_window_series(events, hi, span, cut, res):
-    tables = EntityTables(np.array([1e12]), np.array([res]), lambda f, key: None, capacity=1)
+    tables = EntityTables(np.array([1e12]), np.array([res]), lambda keys, _fams: [0] * len(keys), capacity=1)
     (eid,) = tables.resolve(["x"], [0])
     ref = WindowSeries(res)
     for j, (t, v) in enumerate(events):  # arbitrary arrival order; the last add may prune
@@ -141,7 +141,7 @@ def test_kernel_series_is_bit_identical_to_window_series(events, hi, span, cut, 
        hi=st.integers(0, 3000), extra=st.integers(0, 45))
 def test_kernel_distinct_sets_match_distinct_set(adds, hi, extra):
     cap = 8
-    tables = EntityTables(np.array([1e12]), np.array([1]), lambda f, key: None, capacity=1)
+    tables = EntityTables(np.array([1e12]), np.array([1]), lambda keys, _fams: [0] * len(keys), capacity=1)
     (eid,) = tables.resolve(["x"], [0])
     ref = DistinctSet(cap)
     did = 4 * eid
