@@ -14,7 +14,11 @@ as fast, because most of the work for a token depends on the token alone:
   shifted sums of cached rows; only the second layer (which sees its neighbours)
   needs a GEMM per token.
 - **No gathers for the second layer.** Sentences sit in one flat matrix separated by
-  two zero rows, so every n-gram window is a strided view (no index, no mask).
+  two zero rows, so no window reaches into a neighbouring sentence (no mask).
+- **Compiled loops around the GEMMs** (``features.text.embed_kernels``): the first
+  layer reads only the table blocks it sums and writes the second layer's windows
+  directly; bias, ReLU and residual are one pass. Same float operations in the same
+  order as the numpy passes they replace, so the vectors are bit-identical.
 - **Layer norm folded into the pooling.** The per-token norm's mean and scale go
   into one (sentences x tokens) weight matrix; the sum over tokens is one GEMM.
 - **The final DNN once per call**, not once per micro-batch.
@@ -33,6 +37,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+
+from features.text.embed_kernels import first_layer, second_layer_out
 
 __all__ = ["DIM", "MODEL_ID", "Embedder"]
 
@@ -242,36 +248,27 @@ class _Forward:
         starts[1:] += _GAP
         rows = int(starts[-1] + lens[-1] + _GAP)
         pos = np.repeat(starts - np.cumsum(lens) + lens, lens) + np.arange(len(flat))
-        gaps = (starts[1:, None] - np.arange(1, _GAP + 1)).ravel()
+        n_tok = len(flat)
+        hs, wins = [], []
         with self._lock:
             table, slots = self._slots(flat)
             at = np.zeros(rows, dtype=np.int64)
             at[pos] = slots
             emb = table[slots, :DIM]
-            proj = table[at, DIM : DIM + len(self.orders) * c]
-            firsts = [table[at, o : o + n * c] for o, (n, _) in zip(self.q_off, self.orders, strict=True)]
-        lo, hi = _GAP, rows - _GAP
-        inner = pos - lo  # the real rows among [lo, hi): the second layer and the pooling skip the gaps
+            for i, (n, left) in enumerate(self.orders):
+                # First layer: the window's sum of per-token products (bias included), from
+                # the table, ReLU, plus the token's projection; then the second layer's
+                # input windows at the real rows (gaps are zero rows, so windows never
+                # reach into a neighbouring sentence).
+                h = np.empty((rows, c), dtype=np.float32)
+                win = np.empty((n_tok, n * c), dtype=np.float32)
+                first_layer(table, at, pos, self.q_off[i], DIM + i * c, n, left, h, win)
+                hs.append(h)
+                wins.append(win)
         parts = [emb]
-        for i, (n, left) in enumerate(self.orders):
-            # First layer: the window's sum of per-token products (bias included), from the table.
-            q = firsts[i]
-            h = np.empty((rows, c), dtype=np.float32)
-            h[:lo] = 0.0
-            h[hi:] = 0.0
-            hv = h[lo:hi]
-            np.add(q[lo - left : hi - left, :c], q[lo + 1 - left : hi + 1 - left, c : 2 * c], out=hv)
-            for k in range(2, n):
-                hv += q[lo + k - left : hi + k - left, k * c : (k + 1) * c]
-            np.maximum(hv, 0, out=hv)
-            hv += proj[lo:hi, i * c : (i + 1) * c]
-            h[gaps] = 0.0  # windows never reach into a neighbouring sentence
-            # Second layer: each window is a strided view of h (overlapping rows), taken at the real rows.
-            win = np.lib.stride_tricks.as_strided(h[lo - left :], shape=(hi - lo, n * c), strides=h.strides)
-            out = win[inner] @ b.w2[i]
-            out += b.b2[i]
-            np.maximum(out, 0, out=out)
-            out += hv[inner]
+        for i in range(len(self.orders)):
+            out = wins[i] @ b.w2[i]
+            second_layer_out(out, b.b2[i], hs[i], pos)  # bias, ReLU, residual
             parts.append(out)
         # Layer norm statistics per token.
         width = DIM + len(self.orders) * c

@@ -13,7 +13,10 @@ cluster grows.
 State lives behind ``features.state`` (in-process or Redis): per band key one bundle
 with an event-time series (texts per window) and a distinct set of accounts, plus one
 record per event id so that scoring the same order twice returns the same answer and
-counts it once. Keys carry only hashes, never text.
+counts it once. Keys carry only hashes, never text. On ``MemoryState`` the same state
+is kept in compact tables inside one bundle of the store (a band key is a small
+integer there), with the same answers operation by operation
+(``features.text.phrase_state``); every other store (Redis) gets the bundles.
 
 Standing out. A cluster stands out when many *accounts* use it within 7 days, unless
 the phrase is common in the general population: either close to a benign baseline
@@ -32,6 +35,7 @@ from datetime import datetime
 import numpy as np
 
 from features.state import MemoryState, StateStore, StateView, member_digest
+from features.text.phrase_state import Band, PhraseTables
 
 __all__ = [
     "BENIGN_BASELINE",
@@ -166,7 +170,8 @@ class PhraseClusterer:
         rng = np.random.default_rng(seed)
         self.bands, self.bits = bands, bits
         self._planes = rng.standard_normal((dim, bands * bits)).astype(np.float32)
-        self._weights = (1 << np.arange(bits, dtype=np.int64))[None, None, :]
+        self._bit_weights = 1 << np.arange(bits, dtype=np.int64)
+        self._cids: list[str | None] = [None] * (bands << bits)
         self._baseline = None if baseline is None or not len(baseline) else np.asarray(baseline, dtype=np.float32)
         self.min_accounts = min_accounts
         self.scale_accounts = scale_accounts
@@ -182,19 +187,32 @@ class PhraseClusterer:
         vectors = encode(list(BENIGN_BASELINE))  # type: ignore[operator]
         return cls(state, baseline=np.asarray(vectors), **kwargs)  # type: ignore[arg-type]
 
+    def band_codes(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(codes (n, bands) int64, nonzero (n,) bool): one matmul for the whole batch."""
+        E = np.asarray(embeddings, dtype=np.float32)
+        signs = (E @ self._planes > 0).reshape(len(E), self.bands, self.bits)
+        codes = signs.astype(np.int64) @ self._bit_weights
+        return codes, np.abs(E).sum(axis=1) > 0
+
     def band_keys(self, embeddings: np.ndarray) -> list[list[str]]:
         """Per row, ``bands`` keys "b<band>:<hex>" (empty list for a zero vector)."""
-        E = np.asarray(embeddings, dtype=np.float32)
-        if not len(E):
+        if not len(embeddings):
             return []
-        signs = (E @ self._planes > 0).reshape(len(E), self.bands, self.bits)
-        codes = (signs * self._weights).sum(axis=2)
-        nonzero = np.abs(E).sum(axis=1) > 0
+        codes, nonzero = self.band_codes(embeddings)
         width = (self.bits + 3) // 4
         return [
-            [f"b{b}:{int(c):0{width}x}" for b, c in enumerate(row)] if ok else []
-            for row, ok in zip(codes, nonzero, strict=True)
+            [f"b{b}:{c:0{width}x}" for b, c in enumerate(row)] if ok else []
+            for row, ok in zip(codes.tolist(), nonzero.tolist(), strict=True)
         ]
+
+    def _cluster_id(self, band: int, code: int) -> str:
+        """"pc-" + a hash of the band key "b<band>:<hex>" (memoised: bands * 2**bits keys)."""
+        i = band << self.bits | code
+        cid = self._cids[i]
+        if cid is None:
+            key = f"b{band}:{code:0{(self.bits + 3) // 4}x}"
+            cid = self._cids[i] = "pc-" + hashlib.blake2b(key.encode(), digest_size=6).hexdigest()
+        return cid
 
     def is_common(self, embeddings: np.ndarray) -> np.ndarray:
         """Bool per row: near a benign baseline phrase."""
@@ -210,8 +228,11 @@ class PhraseClusterer:
         if not items:
             return []
         E = np.stack([np.asarray(it.embedding, dtype=np.float32) for it in items])
-        keys = self.band_keys(E)
         common = self.is_common(E)
+        if isinstance(self.state, MemoryState):
+            codes, nonzero = self.band_codes(E)
+            return self._observe_tables(items, codes.tolist(), nonzero.tolist(), common.tolist())
+        keys = self.band_keys(E)
         ns = self.namespace
         state_keys = [f"{ns}.total|all"]
         for it, ks in zip(items, keys, strict=True):
@@ -229,6 +250,97 @@ class PhraseClusterer:
             return out
 
         return self.state.transact(state_keys, fn)
+
+    def _observe_tables(self, items: Sequence[PhraseItem], codes: list[list[int]], nonzero: list[bool],
+                        common: list[bool]) -> list[PhraseStats | None]:
+        """:meth:`observe` on ``MemoryState``: the same state and answers as :meth:`_one`'s
+        bundles, kept in :class:`~features.text.phrase_state.PhraseTables` (see there)."""
+        ns = self.namespace
+        ttl, cap, bits, nbands = self._ttl, self.cap_accounts, self.bits, self.bands
+        rank = 1 if nbands > 1 else 0
+
+        def fn(view: StateView) -> list[PhraseStats | None]:
+            out: list[PhraseStats | None] = []
+            tables: PhraseTables | None = None
+            wm = 0.0
+            for it, row, ok, is_common in zip(items, codes, nonzero, common, strict=True):
+                if not ok:
+                    out.append(None)
+                    continue
+                t = _epoch(it.at)
+                view.advance(t)
+                if tables is None:
+                    # The store's watermark: a bundle kept 0 s past it has it as deadline.
+                    clock = view.bundle(f"{ns}.clock|wm", ttl_s=0)
+                    holder = view.bundle(f"{ns}.tables|memory", ttl_s=ttl)
+                    assert clock is not None and holder is not None
+                    wm = clock.deadline
+                    rec = holder.record("t")
+                    if rec.value is None:
+                        rec.value = PhraseTables(nbands << bits)
+                    tables = rec.value
+                elif t > wm:
+                    wm = t
+                deadline = wm + ttl
+                eid = it.event_id
+                events = tables.events
+                seen = events.get(eid)
+                if seen is not None and seen[0] >= wm:
+                    events[eid] = (deadline, seen[1])
+                    events.move_to_end(eid)
+                    cid, size, accounts, common_, score = seen[1]
+                    out.append(PhraseStats(str(cid), int(size), int(accounts), bool(common_), float(score)))
+                    continue
+                if seen is not None:
+                    del events[eid]
+                cutoff = t - ttl
+                total = tables.total
+                if total is None or total.deadline < wm:
+                    total = tables.total = Band(deadline)
+                else:
+                    total.deadline = deadline
+                n_total = total.bump(t, 60, cutoff, WEEK)
+                bands = tables.bands
+                touched = []
+                counts = []
+                for b, code in enumerate(row):
+                    i = b << bits | code
+                    band = bands[i]
+                    if band is None or band.deadline < wm:
+                        band = bands[i] = Band(deadline)
+                    else:
+                        band.deadline = deadline
+                    touched.append(band)
+                    counts.append((-band.bump(t, 60, cutoff, WEEK), b))
+                counts.sort()
+                size, at = -counts[rank][0], counts[rank][1]
+                busiest = counts[0][1]
+                member = member_digest(it.account or f"event:{eid}")
+                ti = int(t)
+                counted = touched[at]
+                accounts = counted.distinct(t - WEEK, member)
+                counted.add(member, ti, cap)
+                counted.prune_members(cutoff)
+                for other in touched:
+                    if other is not counted:
+                        other.add(member, ti, cap)
+                share_common = n_total >= self.min_total and size / max(n_total, 1) > self.max_share
+                common_ = is_common or share_common
+                score = 0.0 if common_ else self._stands_out(accounts)
+                cid = self._cluster_id(busiest, row[busiest])
+                events[eid] = (deadline, [cid, size, accounts, common_, score])
+                out.append(PhraseStats(cid, size, accounts, common_, score))
+            if tables is not None:
+                # Kept as long as its newest entry: the batch's watermark + ttl. (Should
+                # the watermark have passed the old deadline within the batch, the store
+                # gives a new bundle: the entries touched since are live, so they move.)
+                holder = view.bundle(f"{ns}.tables|memory", ttl_s=ttl)
+                assert holder is not None
+                holder.record("t").value = tables
+                tables.sweep(wm)
+            return out
+
+        return self.state.transact((), fn)
 
     def _one(self, view: StateView, it: PhraseItem, ks: list[str], is_common: bool) -> PhraseStats:
         ns = self.namespace
