@@ -269,45 +269,60 @@ class TextClassifier:
                 )
                 for i, stats in zip(idx, placed, strict=True):
                     clusters[i] = stats
-        head_index = {lab: j for j, lab in enumerate(self.head.labels)} if self.head is not None else {}
+        plan, benign_at = self._plan()
+        rows = probs.tolist() if probs is not None else None  # Python floats, the same values
         embedded = set(embed_idx)
         out = []
         for i, (it, ex) in enumerate(zip(items, extractions, strict=True)):
-            row = None if probs is None or i not in embedded else probs[i]
-            out.append(self._combine(it, ex, row, head_index, clusters[i]))
+            row = None if rows is None or i not in embedded else rows[i]
+            out.append(self._combine(it, ex, row, plan, benign_at, clusters[i]))
         return out
+
+    def _plan(self) -> tuple[tuple[tuple[str, int, float], ...], int]:
+        """Per risk label (label, its head column or -1, its head threshold); the benign column or -1."""
+        head = self.head
+        if head is None:
+            return tuple((lab, -1, 0.5) for lab in RISK_LABELS), -1
+        index = {lab: j for j, lab in enumerate(head.labels)}
+        thresholds = head.thresholds
+        return tuple((lab, index.get(lab, -1), thresholds.get(lab, 0.5)) for lab in RISK_LABELS), index.get("benign", -1)
 
     def _combine(
         self,
         it: TextInput,
         ex: Extraction,
-        row: np.ndarray | None,
-        head_index: Mapping[str, int],
+        row: Sequence[float] | None,
+        plan: tuple[tuple[str, int, float], ...],
+        benign_at: int,
         cluster: PhraseStats | None,
     ) -> TextVerdict:
         if ex.empty:
             return TextVerdict(labels={}, confidences={}, tier="patterns", spans=(), language="und",
                                redacted="", field=it.field, empty=True)
-        thresholds = self.head.thresholds if self.head is not None else {}
         conf: dict[str, float] = {}
         flagged: dict[str, float] = {}
         decided: dict[str, str] = {}
         uncertain = False
-        for lab in RISK_LABELS:
-            p_pat = ex.pattern_labels.get(lab, 0.0)
-            p_head = float(row[head_index[lab]]) if row is not None and lab in head_index else 0.0
-            hi, lo = max(p_pat, p_head), min(p_pat, p_head)
+        pattern_labels = ex.pattern_labels
+        for lab, j, threshold in plan:
+            p_pat = pattern_labels.get(lab, 0.0)
+            if row is not None:
+                p_head = row[j] if j >= 0 else 0.0
+                head_flag = p_head >= threshold
+            else:
+                p_head, head_flag = 0.0, False
+            hi = p_head if p_head > p_pat else p_pat  # max() and min(), inlined
+            lo = p_head if p_head < p_pat else p_pat
             c = round(hi + 0.5 * lo * (1.0 - hi), 4)
             conf[lab] = c
-            head_flag = row is not None and p_head >= thresholds.get(lab, 0.5)
             pat_flag = p_pat >= PATTERN_FLAG_AT
             if pat_flag or head_flag:
                 flagged[lab] = c
                 decided[lab] = "patterns" if pat_flag else "head"
             elif c >= UNCERTAIN_FROM:
                 uncertain = True
-        if row is not None and "benign" in head_index:
-            conf["benign"] = round(float(row[head_index["benign"]]) * (1.0 - max(flagged.values(), default=0.0)), 4)
+        if row is not None and benign_at >= 0:
+            conf["benign"] = round(row[benign_at] * (1.0 - max(flagged.values(), default=0.0)), 4)
             if not flagged and conf["benign"] < 0.5:
                 uncertain = True
         else:

@@ -231,7 +231,8 @@ class PhraseClusterer:
         common = self.is_common(E)
         if isinstance(self.state, MemoryState):
             codes, nonzero = self.band_codes(E)
-            return self._observe_tables(items, codes.tolist(), nonzero.tolist(), common.tolist())
+            slots = codes + (np.arange(self.bands, dtype=np.int64) << self.bits)  # band << bits | code
+            return self._observe_tables(items, slots.tolist(), nonzero.tolist(), common.tolist())
         keys = self.band_keys(E)
         ns = self.namespace
         state_keys = [f"{ns}.total|all"]
@@ -251,19 +252,22 @@ class PhraseClusterer:
 
         return self.state.transact(state_keys, fn)
 
-    def _observe_tables(self, items: Sequence[PhraseItem], codes: list[list[int]], nonzero: list[bool],
+    def _observe_tables(self, items: Sequence[PhraseItem], slots: list[list[int]], nonzero: list[bool],
                         common: list[bool]) -> list[PhraseStats | None]:
         """:meth:`observe` on ``MemoryState``: the same state and answers as :meth:`_one`'s
         bundles, kept in :class:`~features.text.phrase_state.PhraseTables` (see there)."""
         ns = self.namespace
         ttl, cap, bits, nbands = self._ttl, self.cap_accounts, self.bits, self.bands
         rank = 1 if nbands > 1 else 0
+        shift = max(nbands - 1, 1).bit_length()
+        mask = (1 << shift) - 1
+        bump, add = Band.bump, Band.add
 
         def fn(view: StateView) -> list[PhraseStats | None]:
             out: list[PhraseStats | None] = []
             tables: PhraseTables | None = None
             wm = 0.0
-            for it, row, ok, is_common in zip(items, codes, nonzero, common, strict=True):
+            for it, row, ok, is_common in zip(items, slots, nonzero, common, strict=True):
                 if not ok:
                     out.append(None)
                     continue
@@ -302,32 +306,33 @@ class PhraseClusterer:
                 n_total = total.bump(t, 60, cutoff, WEEK)
                 bands = tables.bands
                 touched = []
-                counts = []
-                for b, code in enumerate(row):
-                    i = b << bits | code
+                order = []
+                for b, i in enumerate(row):
                     band = bands[i]
                     if band is None or band.deadline < wm:
                         band = bands[i] = Band(deadline)
                     else:
                         band.deadline = deadline
                     touched.append(band)
-                    counts.append((-band.bump(t, 60, cutoff, WEEK), b))
-                counts.sort()
-                size, at = -counts[rank][0], counts[rank][1]
-                busiest = counts[0][1]
+                    # Sorting (-count, band) as one int: b - count * 2**shift.
+                    order.append(b - (bump(band, t, 60, cutoff, WEEK) << shift))
+                order.sort()
+                second, first = order[rank], order[0]
+                size, at = -(second >> shift), second & mask
+                busiest = first & mask
                 member = member_digest(it.account or f"event:{eid}")
                 ti = int(t)
                 counted = touched[at]
                 accounts = counted.distinct(t - WEEK, member)
-                counted.add(member, ti, cap)
+                add(counted, member, ti, cap)
                 counted.prune_members(cutoff)
                 for other in touched:
                     if other is not counted:
-                        other.add(member, ti, cap)
+                        add(other, member, ti, cap)
                 share_common = n_total >= self.min_total and size / max(n_total, 1) > self.max_share
                 common_ = is_common or share_common
                 score = 0.0 if common_ else self._stands_out(accounts)
-                cid = self._cluster_id(busiest, row[busiest])
+                cid = self._cluster_id(busiest, row[busiest] - (busiest << bits))
                 events[eid] = (deadline, [cid, size, accounts, common_, score])
                 out.append(PhraseStats(cid, size, accounts, common_, score))
             if tables is not None:
