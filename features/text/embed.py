@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from features.text.embed_kernels import first_layer, second_layer_out
+from features.text.embed_kernels import first_layer, row_stats, second_layer_out
 
 __all__ = ["DIM", "MODEL_ID", "Embedder"]
 
@@ -265,15 +265,19 @@ class _Forward:
                 first_layer(table, at, pos, self.q_off[i], DIM + i * c, n, left, h, win)
                 hs.append(h)
                 wins.append(win)
+        # Layer norm statistics per token: each part's row sums and sums of squares
+        # (numpy's own reductions, reproduced in the loops that write the rows).
+        sums = np.empty((1 + len(self.orders), n_tok), dtype=np.float32)
+        squares = np.empty_like(sums)
+        row_stats(emb, sums[0], squares[0])
         parts = [emb]
         for i in range(len(self.orders)):
             out = wins[i] @ b.w2[i]
-            second_layer_out(out, b.b2[i], hs[i], pos)  # bias, ReLU, residual
+            second_layer_out(out, b.b2[i], hs[i], pos, sums[i + 1], squares[i + 1])  # bias, ReLU, residual
             parts.append(out)
-        # Layer norm statistics per token.
         width = DIM + len(self.orders) * c
-        mu = sum(p.sum(axis=1) for p in parts) / width
-        var = sum(np.einsum("ij,ij->i", p, p) for p in parts) / width - mu * mu
+        mu = sum(list(sums)) / width
+        var = sum(list(squares)) / width - mu * mu
         r = np.reciprocal(np.sqrt(np.maximum(var, 0.0) + b.eps))
         weights = np.zeros((ns, len(flat)), dtype=np.float32)
         weights[np.repeat(np.arange(ns), lens), np.arange(len(flat))] = r

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["first_layer", "second_layer_out"]
+__all__ = ["first_layer", "row_dot", "row_stats", "row_sum", "second_layer_out"]
 
 
 @njit(cache=True, nogil=True)
@@ -59,8 +59,10 @@ def first_layer(rows: np.ndarray, at: np.ndarray, real: np.ndarray, q_off: int, 
 
 
 @njit(cache=True, nogil=True)
-def second_layer_out(out: np.ndarray, bias: np.ndarray, h: np.ndarray, real: np.ndarray) -> None:
-    """In place: ``out = max(out + bias, 0) + h[real]`` (bias, ReLU, residual)."""
+def second_layer_out(out: np.ndarray, bias: np.ndarray, h: np.ndarray, real: np.ndarray,
+                     sums: np.ndarray, squares: np.ndarray) -> None:
+    """In place: ``out = max(out + bias, 0) + h[real]`` (bias, ReLU, residual); then each
+    row's :func:`row_sum` and :func:`row_dot` into ``sums`` and ``squares``."""
     c = out.shape[1]
     for m in range(out.shape[0]):
         o = out[m]
@@ -68,3 +70,108 @@ def second_layer_out(out: np.ndarray, bias: np.ndarray, h: np.ndarray, real: np.
         for j in range(c):
             a = o[j] + bias[j]
             o[j] = (a if a > 0.0 or a != a else np.float32(0.0)) + hp[j]
+        sums[m] = row_sum(o)
+        squares[m] = row_dot(o)
+
+
+@njit(cache=True, nogil=True)
+def row_stats(x: np.ndarray, sums: np.ndarray, squares: np.ndarray) -> None:
+    """Per row of ``x``: ``x.sum(axis=1)`` and ``np.einsum("ij,ij->i", x, x)``, bit for bit."""
+    for m in range(x.shape[0]):
+        sums[m] = row_sum(x[m])
+        squares[m] = row_dot(x[m])
+
+
+# numpy's float32 reductions, operation for operation (``tests/text/test_embed_kernels.py``
+# checks them against numpy itself): ``add.reduce`` over a contiguous row is a pairwise
+# sum (eight running sums per block of up to 128, blocks halved at multiples of 8), and
+# einsum's contiguous two-operand product sum runs four 4-lane accumulators (separate
+# multiply and add, blocks of 16 taken last lane-group first) folded by two horizontal adds.
+@njit(cache=True, nogil=True)
+def _pairwise_leaf(a: np.ndarray, lo: int, n: int) -> np.float32:
+    if n < 8:
+        res = np.float32(-0.0)
+        for i in range(n):
+            res += a[lo + i]
+        return res
+    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+    i = 8
+    end = n - n % 8
+    while i < end:
+        r0 += a[lo + i]
+        r1 += a[lo + i + 1]
+        r2 += a[lo + i + 2]
+        r3 += a[lo + i + 3]
+        r4 += a[lo + i + 4]
+        r5 += a[lo + i + 5]
+        r6 += a[lo + i + 6]
+        r7 += a[lo + i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += a[lo + i]
+        i += 1
+    return res
+
+
+@njit(cache=True, nogil=True)
+def _pairwise(a: np.ndarray, lo: int, n: int) -> np.float32:
+    """``pairwise(lo, n) = leaf if n <= 128 else pairwise(lo, n2) + pairwise(lo + n2, n - n2)``,
+    with ``n2 = n // 2`` rounded down to a multiple of 8; evaluated with explicit stacks
+    (numba does not cache recursive functions)."""
+    if n <= 128:
+        return _pairwise_leaf(a, lo, n)
+    # Post-order walk: a node is pushed with state 0 (split it) and revisited with
+    # state 1 (add its two children's values, the left one below the right one).
+    los = np.empty(64, dtype=np.int64)
+    ns = np.empty(64, dtype=np.int64)
+    states = np.empty(64, dtype=np.int64)
+    values = np.empty(64, dtype=np.float32)
+    top, nv = 0, 0
+    los[0], ns[0], states[0] = lo, n, 0
+    top = 1
+    while top:
+        top -= 1
+        lo_, n_, st = los[top], ns[top], states[top]
+        if n_ <= 128:
+            values[nv] = _pairwise_leaf(a, lo_, n_)
+            nv += 1
+        elif st == 1:
+            nv -= 1
+            values[nv - 1] = values[nv - 1] + values[nv]
+        else:
+            n2 = n_ // 2
+            n2 -= n2 % 8
+            los[top], ns[top], states[top] = lo_, n_, 1
+            los[top + 1], ns[top + 1], states[top + 1] = lo_ + n2, n_ - n2, 0
+            los[top + 2], ns[top + 2], states[top + 2] = lo_, n2, 0
+            top += 3
+    return values[0]
+
+
+@njit(cache=True, nogil=True)
+def row_sum(a: np.ndarray) -> np.float32:
+    """``a.sum()`` of a contiguous float32 row, as numpy computes it."""
+    return np.float32(0.0) + _pairwise(a, 0, a.shape[0])
+
+
+@njit(cache=True, nogil=True)
+def row_dot(a: np.ndarray) -> np.float32:
+    """``np.einsum("i,i->", a, a)`` of a contiguous float32 row, as numpy computes it."""
+    acc = np.zeros(4, dtype=np.float32)
+    n = a.shape[0]
+    i = 0
+    while n - i >= 16:
+        for blk in (12, 8, 4, 0):
+            for lane in range(4):
+                x = a[i + blk + lane]
+                acc[lane] = x * x + acc[lane]
+        i += 16
+    while i < n:
+        for lane in range(4):
+            if i + lane < n:
+                x = a[i + lane]
+                acc[lane] = x * x + acc[lane]
+        i += 4
+    return np.float32(0.0) + ((acc[0] + acc[1]) + (acc[2] + acc[3]))

@@ -71,6 +71,26 @@ def _mash_run(word: str) -> bool:
     return False
 
 
+def _bad_word(word: str) -> bool:
+    """A word (of four letters or more) that reads as mash: few vowels, an odd consonant
+    run, too long, a keyboard row, or one or two letters repeated."""
+    n = len(word)
+    vowels = sum(map(word.count, _VOWELS))
+    return (
+        vowels == 0
+        or vowels / n < 0.15
+        or _mash_run(word)
+        or n > 24
+        or _KEYBOARD_RE.search(word) is not None
+        or (n >= 6 and len(set(word)) <= 2)
+    )
+
+
+#: Word -> :func:`_bad_word`, for the words seen lately (real text repeats its words).
+_BAD_WORDS: dict[str, bool] = {}
+_BAD_WORDS_MAX = 100_000
+
+
 def gibberish_score(folded: str) -> float:
     """0..1: how much of the text reads as keyboard mash or random letters.
 
@@ -91,15 +111,12 @@ def gibberish_score(folded: str) -> float:
         if n < 4:
             continue
         total += n
-        vowels = sum(map(word.count, _VOWELS))
-        bad = (
-            vowels == 0
-            or vowels / n < 0.15
-            or _mash_run(word)
-            or n > 24
-            or _KEYBOARD_RE.search(word) is not None
-            or (n >= 6 and len(set(word)) <= 2)
-        )
+        bad = _BAD_WORDS.get(word)
+        if bad is None:
+            bad = _bad_word(word)
+            if len(_BAD_WORDS) >= _BAD_WORDS_MAX:
+                _BAD_WORDS.clear()
+            _BAD_WORDS[word] = bad
         if bad:
             junk += n
     score = junk / total if total else 0.0

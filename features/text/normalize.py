@@ -174,6 +174,15 @@ _SCRIPTS: tuple[tuple[str, str], ...] = (
     ("th", "[\u0e00-\u0e7f]"),
 )
 _SCRIPT_RES = tuple((lang, re.compile(rx)) for lang, rx in _SCRIPTS)
+# The scripts' ranges are disjoint: one scan finds every such character, each is then
+# looked up once (``_script_of``) instead of one scan per script.
+_ANY_SCRIPT = re.compile("[" + "".join(rx[1:-1] for _, rx in _SCRIPTS) + "]")
+_SCRIPTS_ORDER = tuple(lang for lang, _ in _SCRIPTS)
+
+
+@lru_cache(maxsize=8192)
+def _script_of(ch: str) -> str:
+    return next(lang for lang, rx in _SCRIPT_RES if rx.match(ch))
 _WORD = re.compile(r"[^\W\d_]+")
 
 _STOPWORDS: dict[str, frozenset[str]] = {
@@ -199,6 +208,13 @@ _LETTER_HINTS: dict[str, str] = {
     "es": "ñ¿¡",
     "fr": "çèêëàâîïôûœ",
 }
+# One scan per language for its hint letters (all non-ASCII: an ASCII text has none).
+_HINT_RES = tuple((lang, re.compile(f"[{re.escape(hints)}]")) for lang, hints in _LETTER_HINTS.items())
+# Word -> the languages whose stopword it is (scores in one pass over the words).
+_STOPWORD_LANGS: dict[str, tuple[str, ...]] = {}
+for _lang, _words in _STOPWORDS.items():
+    for _w in _words:
+        _STOPWORD_LANGS[_w] = (*_STOPWORD_LANGS.get(_w, ()), _lang)
 
 
 def detect_language(text: str) -> str:
@@ -212,22 +228,28 @@ def detect_language(text: str) -> str:
         return "und"
     sample = text[:400]
     if not sample.isascii():
+        counts = dict.fromkeys(_SCRIPTS_ORDER, 0)
+        for ch in _ANY_SCRIPT.findall(sample):
+            counts[_script_of(ch)] += 1
         best, best_n = "", 0
-        for lang, rx in _SCRIPT_RES:
-            n = len(rx.findall(sample))
+        for lang, n in counts.items():  # the first script with the most characters
             if n > best_n:
                 best, best_n = lang, n
         letters = sum(map(str.isalpha, sample))
         if best and best_n * 2 >= max(letters, 1) * 0.5:
-            if best == "zh" and _SCRIPT_RES[2][1].search(sample):
+            if best == "zh" and counts["ja"]:
                 return "ja"
             return best
     low = sample.casefold()
     words = _WORD.findall(low)
     if not words:
         return "und"
-    scores = {lang: sum(map(sw.__contains__, words)) for lang, sw in _STOPWORDS.items()}
-    for lang, hints in _LETTER_HINTS.items():
-        scores[lang] += 2 * sum(low.count(c) for c in hints)
+    scores = dict.fromkeys(_STOPWORDS, 0)
+    for word in words:
+        for lang in _STOPWORD_LANGS.get(word, ()):
+            scores[lang] += 1
+    if not low.isascii():
+        for lang, rx in _HINT_RES:
+            scores[lang] += 2 * len(rx.findall(low))
     lang, score = max(scores.items(), key=lambda kv: kv[1])
     return lang if score > 0 else "und"

@@ -11,6 +11,7 @@ import numpy as np
 
 from detector.text_train import load_curated
 from features.text.embed import _GAP, _TOKEN_BUDGET, DIM, _Forward
+from features.text.embed_kernels import row_stats
 from tests.text.text_support import embedder
 
 
@@ -86,3 +87,15 @@ def test_compiled_pool_is_bit_identical_to_the_numpy_formulation():
         for group in _groups(fw, texts):
             got, want = fw._pool(group), _numpy_pool(ref, group)
             assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+
+
+def test_row_reductions_are_numpys_own():
+    rng = np.random.default_rng(5)
+    for n in (1, 3, 7, 8, 9, 15, 16, 17, 100, 128, 129, 255, 256, 257, 512, 1000, 1280):
+        x = (rng.standard_normal((64, n)) * rng.random((64, 1)) * 50).astype(np.float32)
+        x[0] = -0.0
+        sums, squares = np.empty(64, dtype=np.float32), np.empty(64, dtype=np.float32)
+        row_stats(x, sums, squares)
+        assert np.array_equal(sums, x.sum(axis=1)), n
+        assert np.array_equal(squares, np.einsum("ij,ij->i", x, x)), n
+        assert np.array_equal(np.signbit(sums), np.signbit(x.sum(axis=1))), n
