@@ -59,6 +59,30 @@ def test_validation_is_the_latest_rows_and_metrics_are_reported(fitted):
     assert 1 <= fit.best_iteration <= 60
 
 
+def _nearest_split_to(cut: float, x: np.ndarray, forest: FlatForest, feature: int) -> int:
+    """Training rows between ``cut`` and the closest split threshold on ``feature``."""
+    splits = forest.threshold[(forest.feature == feature) & (forest.left != np.arange(len(forest.left)))]
+    xs = np.sort(x)
+    return int(np.abs(np.searchsorted(xs, splits) - np.searchsorted(xs, cut)).min())
+
+
+@pytest.mark.parametrize("max_bin", [None, 255])
+def test_default_bins_resolve_a_cut_deep_in_a_tail(max_bin):
+    # the handbook's first scenario: every amount above a high cut is fraud (0.3% here)
+    rng = np.random.default_rng(0)
+    n = 20_000
+    X = np.column_stack([rng.lognormal(3.5, 0.6, n), rng.normal(size=n)])
+    cut = float(np.quantile(X[:, 0], 0.997))
+    y = (X[:, 0] > cut).astype(float)
+    fit = fit_lightgbm(X, y, times=np.arange(n), params=None if max_bin is None else {"max_bin": max_bin},
+                       num_boost_round=100, early_stopping_rounds=20)
+    gap = _nearest_split_to(cut, X[:, 0], fit.forest, 0)
+    if max_bin is None:
+        assert gap <= n * 0.0005  # within 0.05% of the rows of the cut
+    else:
+        assert gap > n * 0.0005  # LightGBM's 255 default bins (~0.4% each) cannot
+
+
 def test_time_order_not_input_order_defines_validation():
     rng = np.random.default_rng(0)
     n = 1000
