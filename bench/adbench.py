@@ -4,7 +4,7 @@ Protocol (Livernoche et al., ICLR 2024, as in ../shared/data/BASELINES.md): fit 
 bootstrap resample of the whole set (anomalies included), score the whole set, mean
 over seeds 0..4.
 
-Printed per set: the default ensemble, ``ecod_sum`` (ECOD as published, riskwire's fast
+Printed per set: the default ensemble (and, on stderr, its members' mean weights), ``ecod_sum`` (ECOD as published, riskwire's fast
 path: the training ECDF only), the ensemble's members as it configures them (robust z;
 ``ecod`` and ``copod`` with their L^p aggregation), PyOD's own ECOD (the reference,
 transductive batch scoring as PyOD does it; ``--no-pyod`` skips it), and with ``--explore`` other combinations
@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         d = np.load(args.data / f"{name}.npz", allow_pickle=False)
         X, y = d["X"].astype(np.float64), d["y"].astype(int)
         per: dict[str, list[float]] = {}
+        weights: list[np.ndarray] = []
         t0 = time.perf_counter()
         for seed in range(args.seeds):
             rng = np.random.default_rng(seed)
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             ens.fit(boot)
             combined, z, _ = ens.score_explain(X)
             per.setdefault("ensemble", []).append(_auc(y, combined))
+            weights.append(ens.weights_)
             # ECOD as published (sum of per-feature outlyingness), riskwire's fast path
             ecod = ECOD(max_samples=ens.max_samples, random_state=seed).fit(boot)
             per.setdefault("ecod_sum", []).append(_auc(y, ecod.decision_function(X)))
@@ -92,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
 
                 per.setdefault("pyod_ecod", []).append(_auc(y, PyodECOD().fit(boot).decision_function(X)))
         rows[name] = {k: float(np.mean(v)) for k, v in per.items()}
-        print(f"{name}: {X.shape} done in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
+        w = np.mean(weights, axis=0)
+        print(f"{name}: {X.shape} done in {time.perf_counter() - t0:.0f}s; mean member weights "
+              + ", ".join(f"{m} {v:.3f}" for m, v in zip(ens.members_, w, strict=True)), file=sys.stderr)
 
     cols = list(next(iter(rows.values())).keys())
     header = f"{'set':<12}" + "".join(f"{c:>15}" for c in cols)
