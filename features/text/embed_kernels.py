@@ -64,21 +64,23 @@ def second_layer_out(out: np.ndarray, bias: np.ndarray, h: np.ndarray, real: np.
     """In place: ``out = max(out + bias, 0) + h[real]`` (bias, ReLU, residual); then each
     row's :func:`row_sum` and :func:`row_dot` into ``sums`` and ``squares``."""
     c = out.shape[1]
+    scratch = _scratch()
     for m in range(out.shape[0]):
         o = out[m]
         hp = h[real[m]]
         for j in range(c):
             a = o[j] + bias[j]
             o[j] = (a if a > 0.0 or a != a else np.float32(0.0)) + hp[j]
-        sums[m] = row_sum(o)
+        sums[m] = _row_sum(o, scratch)
         squares[m] = row_dot(o)
 
 
 @njit(cache=True, nogil=True)
 def row_stats(x: np.ndarray, sums: np.ndarray, squares: np.ndarray) -> None:
     """Per row of ``x``: ``x.sum(axis=1)`` and ``np.einsum("ij,ij->i", x, x)``, bit for bit."""
+    scratch = _scratch()
     for m in range(x.shape[0]):
-        sums[m] = row_sum(x[m])
+        sums[m] = _row_sum(x[m], scratch)
         squares[m] = row_dot(x[m])
 
 
@@ -116,7 +118,14 @@ def _pairwise_leaf(a: np.ndarray, lo: int, n: int) -> np.float32:
 
 
 @njit(cache=True, nogil=True)
-def _pairwise(a: np.ndarray, lo: int, n: int) -> np.float32:
+def _scratch() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Stacks for :func:`_pairwise` (allocated once per kernel call, not per row)."""
+    return (np.empty(64, dtype=np.int64), np.empty(64, dtype=np.int64), np.empty(64, dtype=np.int64),
+            np.empty(64, dtype=np.float32))
+
+
+@njit(cache=True, nogil=True)
+def _pairwise(a: np.ndarray, lo: int, n: int, scratch: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> np.float32:
     """``pairwise(lo, n) = leaf if n <= 128 else pairwise(lo, n2) + pairwise(lo + n2, n - n2)``,
     with ``n2 = n // 2`` rounded down to a multiple of 8; evaluated with explicit stacks
     (numba does not cache recursive functions)."""
@@ -124,11 +133,8 @@ def _pairwise(a: np.ndarray, lo: int, n: int) -> np.float32:
         return _pairwise_leaf(a, lo, n)
     # Post-order walk: a node is pushed with state 0 (split it) and revisited with
     # state 1 (add its two children's values, the left one below the right one).
-    los = np.empty(64, dtype=np.int64)
-    ns = np.empty(64, dtype=np.int64)
-    states = np.empty(64, dtype=np.int64)
-    values = np.empty(64, dtype=np.float32)
-    top, nv = 0, 0
+    los, ns, states, values = scratch
+    nv = 0
     los[0], ns[0], states[0] = lo, n, 0
     top = 1
     while top:
@@ -151,27 +157,37 @@ def _pairwise(a: np.ndarray, lo: int, n: int) -> np.float32:
 
 
 @njit(cache=True, nogil=True)
+def _row_sum(a: np.ndarray, scratch: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> np.float32:
+    return np.float32(0.0) + _pairwise(a, 0, a.shape[0], scratch)
+
+
+@njit(cache=True, nogil=True)
 def row_sum(a: np.ndarray) -> np.float32:
     """``a.sum()`` of a contiguous float32 row, as numpy computes it."""
-    return np.float32(0.0) + _pairwise(a, 0, a.shape[0])
+    return _row_sum(a, _scratch())
 
 
 @njit(cache=True, nogil=True)
 def row_dot(a: np.ndarray) -> np.float32:
     """``np.einsum("i,i->", a, a)`` of a contiguous float32 row, as numpy computes it."""
-    acc = np.zeros(4, dtype=np.float32)
+    a0 = a1 = a2 = a3 = np.float32(0.0)
     n = a.shape[0]
     i = 0
     while n - i >= 16:
         for blk in (12, 8, 4, 0):
-            for lane in range(4):
-                x = a[i + blk + lane]
-                acc[lane] = x * x + acc[lane]
+            x0, x1, x2, x3 = a[i + blk], a[i + blk + 1], a[i + blk + 2], a[i + blk + 3]
+            a0 = x0 * x0 + a0
+            a1 = x1 * x1 + a1
+            a2 = x2 * x2 + a2
+            a3 = x3 * x3 + a3
         i += 16
-    while i < n:
-        for lane in range(4):
-            if i + lane < n:
-                x = a[i + lane]
-                acc[lane] = x * x + acc[lane]
+    while i < n:  # the tail, four lanes at a time (missing lanes add nothing)
+        a0 = a[i] * a[i] + a0
+        if i + 1 < n:
+            a1 = a[i + 1] * a[i + 1] + a1
+        if i + 2 < n:
+            a2 = a[i + 2] * a[i + 2] + a2
+        if i + 3 < n:
+            a3 = a[i + 3] * a[i + 3] + a3
         i += 4
-    return np.float32(0.0) + ((acc[0] + acc[1]) + (acc[2] + acc[3]))
+    return np.float32(0.0) + ((a0 + a1) + (a2 + a3))
