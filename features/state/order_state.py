@@ -144,13 +144,13 @@ class RedisOrderState:
             ckeys = ["C|" + k[2:] for k, v in zip(okeys, raw[len(ukeys):], strict=True) if v is not None]
             if ckeys:
                 raw += self._store.mget_raw(ckeys)
-            got = [None if v is None else v[8:] for v in raw]
+            got = _payloads(raw)
             tables = self._new_tables()
             tables.load(ukeys, ufams, got[: len(ukeys)])
             recs = OrderRecords(self._watermark)
             _load_records(recs, okeys + ckeys, got[len(ukeys):])
             result = fn(tables, recs)
-            versions = {k: v[:8] for k, v in zip(ukeys + okeys + ckeys, raw, strict=True) if v is not None}
+            versions = _versions(ukeys + okeys + ckeys, raw)
             return self._commit(tables, recs, versions), result
 
         return self._store.optimistic(attempt)
@@ -161,14 +161,14 @@ class RedisOrderState:
         def attempt() -> tuple[bool, T]:
             raw = self._store.mget_raw(rkeys)
             recs = OrderRecords(self._watermark)
-            _load_records(recs, rkeys, [None if v is None else v[8:] for v in raw])
+            _load_records(recs, rkeys, _payloads(raw))
             fam = dict(kf for rec in recs.orders.values.values() for kf in self._label_keys(rec))
             ekeys = list(fam)
             eraw = self._store.mget_raw(ekeys)
             tables = self._new_tables()
-            tables.load(ekeys, [fam[k] for k in ekeys], [None if v is None else v[8:] for v in eraw])
+            tables.load(ekeys, [fam[k] for k in ekeys], _payloads(eraw))
             result = fn(tables, recs)
-            versions = {k: v[:8] for k, v in zip(rkeys + ekeys, raw + eraw, strict=True) if v is not None}
+            versions = _versions(rkeys + ekeys, raw + eraw)
             return self._commit(tables, recs, versions), result
 
         return self._store.optimistic(attempt)
@@ -179,7 +179,7 @@ class RedisOrderState:
 
         def attempt() -> tuple[bool, T]:  # nothing to write: the first attempt lands
             tables = self._new_tables()
-            tables.load(ukeys, list(fam_of.values()), [None if v is None else v[8:] for v in self._store.mget_raw(ukeys)])
+            tables.load(ukeys, list(fam_of.values()), _payloads(self._store.mget_raw(ukeys)))
             return True, fn(tables, OrderRecords(self._watermark))
 
         return self._store.optimistic(attempt)
@@ -211,6 +211,16 @@ class RedisOrderState:
         if ok and wm > self._watermark:
             self._watermark = wm
         return ok
+
+
+def _payloads(raw: list[bytes | None]) -> list[bytes | None]:
+    """The payloads of raw stored values (each behind its 8-byte version)."""
+    return [None if v is None else v[8:] for v in raw]
+
+
+def _versions(keys: list[str], raw: list[bytes | None]) -> dict[str, bytes]:
+    """The 8-byte version read per key that exists (a key missing here was absent)."""
+    return {k: v[:8] for k, v in zip(keys, raw, strict=True) if v is not None}
 
 
 def _load_records(recs: OrderRecords, rkeys: list[str], got: list[bytes | None]) -> None:

@@ -122,13 +122,8 @@ class RedisState:
 
     def mget(self, keys: list[str]) -> list[tuple[int | None, bytes | None]]:
         """(version, payload) per state key; (None, None) when absent."""
-        out: list[tuple[int | None, bytes | None]] = []
-        for data in self._command("MGET", *self.names(keys)) if keys else ():
-            if data is None:
-                out.append((None, None))
-            else:
-                out.append((_VERSION.unpack_from(data, 0)[0], data[8:]))
-        return out
+        return [(None, None) if data is None else (_VERSION.unpack_from(data, 0)[0], data[8:])
+                for data in self.mget_raw(keys)]
 
     def mget_raw(self, keys: list[str]) -> list[bytes | None]:
         """The stored value per state key (its 8-byte version, then the payload); None when absent."""
