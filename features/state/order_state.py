@@ -162,6 +162,11 @@ class RedisOrderState:
             raw = self._store.mget_raw(rkeys)
             recs = OrderRecords(self._watermark)
             _load_records(recs, rkeys, _payloads(raw))
+            if recs.watermark == -math.inf and recs.orders.values:
+                # This process has seen no order yet (labels first after a start): the
+                # labelled orders' own event times bound the watermark from below, as
+                # in-process, so what is written keeps its event-time life as its TTL.
+                recs.watermark = float(max(rec[0] for rec in recs.orders.values.values()))
             fam = dict(kf for rec in recs.orders.values.values() for kf in self._label_keys(rec))
             ekeys = list(fam)
             eraw = self._store.mget_raw(ekeys)
@@ -241,6 +246,7 @@ def _load_records(recs: OrderRecords, rkeys: list[str], got: list[bytes | None])
 
 
 def _ttl_ms(deadlines: np.ndarray, watermark: float) -> np.ndarray:
-    """The remaining event-time life of each deadline, as a Redis TTL in ms (at least a second)."""
+    """The remaining event-time life of each deadline, as a Redis TTL in ms (at least a second;
+    a second also where the life is not finite, which a watermark of -inf would give)."""
     life = np.nan_to_num(deadlines - watermark, nan=1.0, posinf=1.0)
     return np.maximum(life, 1.0) * 1000.0

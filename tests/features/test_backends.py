@@ -212,3 +212,25 @@ def test_two_redis_featurizers_racing_on_the_same_entities_lose_nothing(redis_ur
         a_store.clear()
         a_store.close()
         b_store.close()
+
+
+@pytest.mark.integration
+def test_labels_first_in_a_fresh_redis_worker_keep_the_entities_event_time_life(redis_url):
+    """A worker whose first batch after a start is labels writes risk entities with their
+    event-time TTL (days), not the one-second floor of an unknown watermark."""
+    import redis
+
+    prefix = f"rwtest-{uuid.uuid4().hex[:10]}"
+    store = build_state("redis", redis_url=redis_url, key_prefix=prefix)
+    fresh = build_state("redis", redis_url=redis_url, key_prefix=prefix)
+    try:
+        OrderFeaturizer(state=store).featurize([_order(i, i, 0, 0, 0, 0, 0, 1, 1, 10) for i in range(3)])
+        label = Label(order_id="o-1", label="fraud", source="chargeback", created_at=T0 + timedelta(days=1))
+        assert OrderFeaturizer(state=fresh).apply_labels([label]) == 1
+        client = redis.Redis.from_url(redis_url)
+        ttls = [client.pttl(name) for name in client.scan_iter(match=f"{prefix}:*")]
+        assert ttls and min(ttls) > 600_000, sorted(ttls)[:5]
+    finally:
+        store.clear()
+        store.close()
+        fresh.close()
