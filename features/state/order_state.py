@@ -53,7 +53,8 @@ class OrderRecords:
 
 class OrderState(Protocol):
     def transact(self, keys: Callable[[], tuple[list[str], list[int]]], order_ids: Sequence[str], fn: Fn[T]) -> T:
-        """Run ``fn`` on the state of one micro-batch; ``keys()`` names the entities it touches."""
+        """Run ``fn`` on the state of one micro-batch; ``keys()`` names the (distinct) entities
+        it touches and their families."""
         ...
 
     def transact_labels(self, order_ids: Sequence[str], fn: Fn[T]) -> T: ...
@@ -132,10 +133,7 @@ class RedisOrderState:
         self._watermark = float("-inf")
 
     def transact(self, keys: Callable[[], tuple[list[str], list[int]]], order_ids: Sequence[str], fn: Fn[T]) -> T:
-        all_keys, fams = keys()
-        fam_of = dict(zip(all_keys, fams, strict=True))
-        ukeys = list(fam_of)
-        ufams = list(fam_of.values())
+        ukeys, ufams = keys()
         okeys = list(dict.fromkeys("O|" + oid for oid in order_ids))
 
         def attempt() -> tuple[bool, T]:
