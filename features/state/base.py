@@ -45,6 +45,11 @@ class StateView(Protocol):
         """Tell the store the event time reached ``t`` (drives event-time expiry)."""
         ...
 
+    @property
+    def watermark(self) -> float:
+        """The newest event time the store has been told of (what expiry is measured against)."""
+        ...
+
 
 @runtime_checkable
 class StateStore(Protocol):

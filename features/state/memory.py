@@ -86,6 +86,10 @@ class _MemoryView:
         if t > self._s._watermark:
             self._s._watermark = t
 
+    @property
+    def watermark(self) -> float:
+        return self._s._watermark
+
     def bundle(self, key: str, *, ttl_s: int, create: bool = True) -> Bundle | None:
         s = self._s
         obj = s._objects.get(key)

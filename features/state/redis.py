@@ -213,6 +213,10 @@ class _RedisView:
         if t > self._watermark:
             self._watermark = t
 
+    @property
+    def watermark(self) -> float:
+        return self._watermark
+
     def bundle(self, key: str, *, ttl_s: int, create: bool = True) -> Bundle | None:
         if key not in self._objs:
             self.prefetch([key])

@@ -17,8 +17,8 @@ The answers are those of the bundles, operation by operation:
   figures are equal, not merely close.
 - Expiry is the store's: an entry is kept ``ttl`` past the watermark at which it was
   last touched and counts as absent once the watermark passes that, which is when
-  ``MemoryState`` would drop the bundle. The watermark is the store's own (read through
-  a bundle with no time to live, whose deadline is the watermark), so other components
+  ``MemoryState`` would drop the bundle. The watermark is the store's own
+  (``StateView.watermark``), so other components
   that advance a shared store's event time expire phrase state exactly as before.
 - Sweeping (every hour of event time) only frees memory, as the store's sweep does.
 """

@@ -274,11 +274,9 @@ class PhraseClusterer:
                 t = _epoch(it.at)
                 view.advance(t)
                 if tables is None:
-                    # The store's watermark: a bundle kept 0 s past it has it as deadline.
-                    clock = view.bundle(f"{ns}.clock|wm", ttl_s=0)
                     holder = view.bundle(f"{ns}.tables|memory", ttl_s=ttl)
-                    assert clock is not None and holder is not None
-                    wm = clock.deadline
+                    assert holder is not None
+                    wm = view.watermark
                     rec = holder.record("t")
                     if rec.value is None:
                         rec.value = PhraseTables(nbands << bits)

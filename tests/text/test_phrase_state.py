@@ -111,7 +111,7 @@ def test_stats_stay_in_one_store_bundle_and_close_clears_them():
     pc = PhraseClusterer(state)
     e = np.random.default_rng(0).standard_normal(512).astype(np.float32)
     [a] = pc.observe([PhraseItem(embedding=e, account="a", event_id="x", at=T0)])
-    assert len(state) == 2  # the tables and the watermark probe, not a dozen bundles per text
+    assert len(state) == 1  # the tables, not a dozen bundles per text
     [b] = pc.observe([PhraseItem(embedding=e, account="b", event_id="y", at=T0 + 60)])
     assert (a.size_7d, b.size_7d, b.accounts_7d) == (1, 2, 2)
     # A second clusterer on the same store shares the state, as it did through the bundles.
