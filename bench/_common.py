@@ -12,7 +12,18 @@ if str(ROOT) not in sys.path:
 from contracts import Order  # noqa: E402
 from detector.settings import ModelSettings, Settings, StoreSettings  # noqa: E402
 
-__all__ = ["ROOT", "bench_settings", "generated_orders", "pct", "train_registry"]
+__all__ = ["ROOT", "bench_settings", "generated_orders", "machine_reference", "pct", "train_registry"]
+
+
+def machine_reference() -> str:
+    """How fast this core runs Python right now: these machines are shared, and the same
+    code measures up to 2-3x apart between sessions; scale figures by this line."""
+    import os
+    import timeit
+
+    ref = min(timeit.repeat("s = 0\nfor i in range(1_000_000): s += i", number=1, repeat=3)) * 1000
+    return (f"machine reference: a 1M-iteration pure-Python loop takes {ref:.0f} ms "
+            f"(~25-30 ms on an idle modern core; scale the figures below by it); load {os.getloadavg()[0]:.1f}")
 
 
 def bench_settings(data_dir: Path) -> Settings:
