@@ -158,6 +158,7 @@ class OrderFeaturizer:
         self._ttl_order = max(longest, risk_back) + lateness + DAY
         self._fam_ttl = np.array([ttl[f] for f in FAMILIES], dtype=np.float64)
         self._fam_res = np.array([res.get(f, 1) for f in FAMILIES], dtype=np.int64)
+        self._fam_width = _series_widths()
 
         self._out_names, tables = _layout()
         self._width = len(self._out_names) + 1  # + scratch
@@ -184,7 +185,7 @@ class OrderFeaturizer:
                                                    cache_ttl_s=self.dedup_ttl_s)
 
     def _new_tables(self) -> EntityTables:
-        return EntityTables(self._fam_ttl, self._fam_res, _members_of)
+        return EntityTables(self._fam_ttl, self._fam_res, _members_of, fam_width=self._fam_width)
 
     # ------------------------------------------------------------------ public API
     def featurize(self, orders: Sequence[Order]) -> list[dict[str, Any]]:
@@ -353,6 +354,17 @@ class OrderFeaturizer:
                 row["customer_first_order"] = vals[fo] == 1.0
             rows.append(row)
         return rows
+
+
+def _series_widths() -> np.ndarray:
+    """Per family, what its all-orders series must keep for the kernel's features: the
+    customer's squares (its amount spread and z-score), sums for the other velocity
+    entities (amount sums and means) and SKUs (quantities), counts for the rest
+    (merchant, e-mail domain, combinations: counts and delayed-label risk only)."""
+    width = {f: 2 for f in FAMILIES}
+    width.update(dict.fromkeys((*VEL_ENTITIES, "sku", "skuc"), 3))
+    width["customer"] = 4
+    return np.array([width[f] for f in FAMILIES], dtype=np.int64)
 
 
 #: Per family: is its entity a member of some distinct-count link?

@@ -18,6 +18,8 @@ from features.state import kernels as k
 
 __all__ = ["EntityTables"]
 
+_BYTES_V2 = np.int64(k.BYTES_V2).tobytes()
+
 
 class EntityTables:
     """Entities by key, with event-time deadlines, link-member digests and state arenas.
@@ -28,15 +30,20 @@ class EntityTables:
         How long (event time) an entity of each family is kept past its last touch.
     fam_res : array of int
         Bucket size in seconds of each family's series.
+    fam_width : array of int, optional
+        How many of (start, count, sum, sum of squares) each family's all-orders series
+        keeps (see :mod:`features.state.kernels`); all four by default.
     members_of : callable
         ``(keys, families) -> [int64 digest]``: each entity's id as a link member (0 for
         families that are no link's members).
     """
 
     def __init__(self, fam_ttl: np.ndarray, fam_res: np.ndarray, members_of: Callable[[Sequence[str], Sequence[int]], list[int]], *,
-                 capacity: int = 1024) -> None:
+                 capacity: int = 1024, fam_width: np.ndarray | None = None) -> None:
         self._fam_ttl = np.ascontiguousarray(fam_ttl, dtype=np.float64)
         self._fam_res = np.ascontiguousarray(fam_res, dtype=np.int64)
+        width = np.full(self._fam_res.shape, 4) if fam_width is None else fam_width
+        self._fam_width = np.ascontiguousarray(width, dtype=np.int64)
         self._members_of = members_of
         self.ids: dict[str, int] = {}
         self.keys: list[str | None] = []
@@ -62,7 +69,7 @@ class EntityTables:
         for name, per, dtype, fill in (
             ("SO", 2, np.int64, 0), ("SK", 2, np.int64, 0), ("SN", 2, np.int64, 0),
             ("DO", 4, np.int64, 0), ("DK", 4, np.int64, 0), ("DN", 4, np.int64, 0),
-            ("RO", 1, np.int64, -1), ("RN", 1, np.int64, 0), ("SR", 1, np.int64, 1),
+            ("RO", 1, np.int64, -1), ("RN", 1, np.int64, 0), ("SR", 1, np.int64, 1), ("SW", 1, np.int64, 4),
             ("ED", 1, np.float64, -np.inf), ("EFAM", 1, np.int64, 0), ("DIRTY", 1, np.uint8, 0),
             ("MEMBER", 1, np.int64, 0),
         ):
@@ -84,7 +91,7 @@ class EntityTables:
     def _pack(self) -> None:
         self.st = (self.AT, self.AC, self.AS, self.AQ, self.SO, self.SK, self.SN, self.SB, self.SR,
                    self.DM, self.DT, self.DO, self.DK, self.DN, self.RP, self.RO, self.RN,
-                   self.ED, self.EFAM, self.DIRTY, self.MEMBER, self._fam_ttl, self.TOP)
+                   self.ED, self.EFAM, self.DIRTY, self.MEMBER, self._fam_ttl, self.TOP, self.SW)
 
     def grow(self) -> None:
         """At least double every arena, compacting the live parts into the new ones."""
@@ -120,10 +127,11 @@ class EntityTables:
         self.ids[key] = eid
         self.EFAM[eid] = fam
         self.SR[eid] = self._fam_res[fam]
+        self.SW[eid] = self._fam_width[fam]
         self.MEMBER[eid] = self._members_of([key], [fam])[0]
         return eid
 
-    def _bulk_new(self, keys: Sequence[str], fams: Sequence[int]) -> np.ndarray:
+    def _bulk_new(self, keys: Sequence[str], fams: Sequence[int], *, members: bool = True) -> np.ndarray:
         """:meth:`new` for many distinct keys at once, in a table that has none yet."""
         n = len(keys)
         while self._cap < n:
@@ -133,7 +141,9 @@ class EntityTables:
         fam = np.asarray(fams, dtype=np.int64)
         self.EFAM[:n] = fam
         self.SR[:n] = self._fam_res[fam]
-        self.MEMBER[:n] = self._members_of(keys, fams)
+        self.SW[:n] = self._fam_width[fam]
+        if members:
+            self.MEMBER[:n] = self._members_of(keys, fams)
         return np.arange(n, dtype=np.int64)
 
     def expire(self, watermark: float) -> int:
@@ -156,7 +166,11 @@ class EntityTables:
     def load(self, keys: Sequence[str], fams: Sequence[int], blobs: Sequence[bytes | None],
              *, headroom: int = 0) -> np.ndarray:
         """Create ``keys`` (distinct, in an empty table); entities with a blob get their state from it."""
-        eids = self._bulk_new(keys, fams)
+        eids = self._bulk_new(keys, fams, members=False)
+        # Bytes of the current format carry the link-member digest; the rest get it hashed.
+        need = [j for j, b in enumerate(blobs) if not b or b[:8] != _BYTES_V2]
+        if need:
+            self.MEMBER[need] = self._members_of([keys[j] for j in need], [fams[j] for j in need])
         have = [j for j, b in enumerate(blobs) if b]
         words = sum(len(blobs[j]) for j in have) // 8  # type: ignore[arg-type]
         self._arenas(words + headroom, words + headroom, k.PRICE_RING * len(have) + headroom)

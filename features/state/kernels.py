@@ -25,9 +25,13 @@ caches the machine code next to this file (``cache=True``), so only the first pr
 on a machine pays the compile time.
 
 The state tuple ``st``: ``(AT, AC, AS, AQ, SO, SK, SN, SB, SR, DM, DT, DO, DK, DN, RP,
-RO, RN, ED, EFAM, DIRTY, MEMBER, fam_ttl, TOP)``. ``ED``: event-time deadline per
+RO, RN, ED, EFAM, DIRTY, MEMBER, fam_ttl, TOP, SW)``. ``ED``: event-time deadline per
 entity; ``EFAM``: its family; ``DIRTY``: changed since loaded (the Redis backend writes
-those back); ``MEMBER``: its digest as a link member; ``TOP``: the arenas' fill levels.
+those back); ``MEMBER``: its digest as a link member; ``TOP``: the arenas' fill levels;
+``SW``: how many of (start, count, sum, sum of squares) its all-orders series keeps (2:
+counts only, 3: and sums, 4: and squares; a fraud series keeps counts only). A column a
+family's features never read stays zero, so the Redis backend need not store it: a
+merchant's series at 1 s resolution is the biggest value a batch writes.
 """
 
 from __future__ import annotations
@@ -93,19 +97,27 @@ def _win(st, sid, top, lo):  # pragma: no cover
 
 
 @njit(cache=True)
-def _series_adds(AT, AC, AS, AQ, SO, SK, SN, SB, SR, TOP, DIRTY,
+def _width(SW, sid):  # pragma: no cover
+    """How many of (start, count, sum, square) series ``sid`` keeps."""
+    return 2 if sid & 1 else SW[sid >> 1]
+
+
+@njit(cache=True)
+def _series_adds(AT, AC, AS, AQ, SO, SK, SN, SB, SR, TOP, DIRTY, SW,
                  sids, times, values, counts, cut_if, cuts, m):  # pragma: no cover
     """Record ``m`` events (series, time, value, count); prune a series whose oldest
-    bucket is older than ``cut_if`` back to ``cuts`` (with its fraud series)."""
+    bucket is older than ``cut_if`` back to ``cuts`` (with its fraud series). Sums and
+    squares are only kept where the series' width (``SW``) asks for them."""
     for j in range(m):
         sid = sids[j]
         t = times[j]
-        value = values[j]
+        width = _width(SW, sid)
+        value = values[j] if width >= 3 else 0.0
         count = counts[j]
         DIRTY[sid >> 1] = 1
         res = SR[sid >> 1]
         b = float((np.int64(t) // res) * res)
-        sq = value * value if count >= 0 else -(value * value)
+        sq = 0.0 if width < 4 else (value * value if count >= 0 else -(value * value))
         n = SN[sid]
         o = SO[sid]
         if n == SK[sid]:
@@ -327,8 +339,8 @@ def featurize_batch(st, cfg, batch, out, start):  # pragma: no cover
     """
     AT, AC, AS, AQ, SO, SK, SN, SB, SR = st[0], st[1], st[2], st[3], st[4], st[5], st[6], st[7], st[8]
     DM, DT, DO, DK, DN = st[9], st[10], st[11], st[12], st[13]
-    RP, RO, RN, ED, EFAM, DIRTY, MEMBER, fam_ttl, TOP = (
-        st[14], st[15], st[16], st[17], st[18], st[19], st[20], st[21], st[22])
+    RP, RO, RN, ED, EFAM, DIRTY, MEMBER, fam_ttl, TOP, SW = (
+        st[14], st[15], st[16], st[17], st[18], st[19], st[20], st[21], st[22], st[23])
     fam_horizon, fam_vel, fam_risk, fam_role, link_target = cfg[0], cfg[1], cfg[2], cfg[3], cfg[4]
     link_col, vel_col, risk_col, misc_col = cfg[5], cfg[6], cfg[7], cfg[8]
     vel_spans, risk_spans, delay, cap, ttl_small = cfg[9], cfg[10], cfg[11], cfg[12], cfg[13]
@@ -539,7 +551,7 @@ def featurize_batch(st, cfg, batch, out, start):  # pragma: no cover
         if TOP[0] + need_s > AT.shape[0] or TOP[1] + need_d > DM.shape[0] or TOP[2] + need_r > RP.shape[0]:
             return i
         a_t[:na] = t
-        _series_adds(AT, AC, AS, AQ, SO, SK, SN, SB, SR, TOP, DIRTY,
+        _series_adds(AT, AC, AS, AQ, SO, SK, SN, SB, SR, TOP, DIRTY, SW,
                      a_sid, a_t, a_val, a_cnt, a_cut_if, a_cut, na)
         _distinct_adds(DM, DT, DO, DK, DN, TOP, DIRTY, d_did, d_mem, nd, np.int64(t), cap)
         for j in range(nring):
@@ -572,7 +584,7 @@ def apply_fraud(st, wm, eids, times, deltas, start):  # pragma: no cover
         sid = 2 * eids[j] + 1
         if SN[sid] == SK[sid] and TOP[0] + max(4, 2 * SN[sid]) > AT.shape[0]:
             return j
-        _series_adds(st[0], st[1], st[2], st[3], st[4], st[5], st[6], st[7], st[8], st[22], st[19],
+        _series_adds(st[0], st[1], st[2], st[3], st[4], st[5], st[6], st[7], st[8], st[22], st[19], st[23],
                      np.array([sid]), np.array([float(times[j])]), np.zeros(1), deltas[j : j + 1],
                      no_prune, no_prune, 1)
     return m
@@ -622,12 +634,19 @@ def compact(st, n_eids, AT, AC, AS, AQ, DM, DT, RP):  # pragma: no cover
 
 
 # ---------------------------------------------------------------------------- bytes
-# One entity's bytes (float64/int64 words, little-endian): deadline; for each of its two
-# series n, base x3, then n bucket starts, counts, sums, sums of squares; for each of its
-# four distinct sets n, then n members and n times; the price ring's n, then n prices.
+# One entity's bytes (float64/int64 words, little-endian): ``BYTES_V2``, deadline, its
+# link-member digest (so that a reader need not hash its key again); for
+# each of its two series n, base x3, then n bucket starts, n counts, and as its width asks
+# n sums and n sums of squares; for each of its four distinct sets n, then n members and
+# n times; the price ring's n, then n prices. Bytes written before widths existed start
+# with the deadline (never this NaN pattern) and carry all four series columns.
+BYTES_V2 = np.int64(0x7FF8525753540002)
+
+
 @njit(cache=True)
 def _entity_words(st, eid):  # pragma: no cover
-    w = 1 + 2 * 4 + 4 * (st[6][2 * eid] + st[6][2 * eid + 1]) + 1 + st[16][eid]
+    sw = st[23]
+    w = 3 + 2 * 4 + _width(sw, 2 * eid) * st[6][2 * eid] + 2 * st[6][2 * eid + 1] + 1 + st[16][eid]
     for k in range(4):
         w += 1 + 2 * st[13][4 * eid + k]
     return w
@@ -645,8 +664,10 @@ def encode_entities(st, eids):  # pragma: no cover
     w = 0
     for j in range(eids.shape[0]):
         eid = eids[j]
-        buf[w] = st[17][eid]
-        w += 1
+        ibuf[w] = BYTES_V2
+        buf[w + 1] = st[17][eid]
+        ibuf[w + 2] = st[20][eid]
+        w += 3
         for sid in (2 * eid, 2 * eid + 1):
             n = st[6][sid]
             o = st[4][sid]
@@ -655,11 +676,10 @@ def encode_entities(st, eids):  # pragma: no cover
             buf[w + 2] = st[7][sid, 1]
             buf[w + 3] = st[7][sid, 2]
             w += 4
-            buf[w : w + n] = st[0][o : o + n]
-            buf[w + n : w + 2 * n] = st[1][o : o + n]
-            buf[w + 2 * n : w + 3 * n] = st[2][o : o + n]
-            buf[w + 3 * n : w + 4 * n] = st[3][o : o + n]
-            w += 4 * n
+            cols = (st[0], st[1], st[2], st[3])
+            for c in range(_width(st[23], sid)):
+                buf[w : w + n] = cols[c][o : o + n]
+                w += n
         for did in range(4 * eid, 4 * eid + 4):
             n = st[13][did]
             o = st[11][did]
@@ -691,8 +711,14 @@ def decode_entities(st, data, starts, eids):  # pragma: no cover
     for j in range(eids.shape[0]):
         eid = eids[j]
         w = starts[j] // 8
-        st[17][eid] = buf[w]
-        w += 1
+        v2 = ibuf[w] == BYTES_V2
+        if v2:  # else the caller computes the member digest from the key
+            st[17][eid] = buf[w + 1]
+            st[20][eid] = ibuf[w + 2]
+            w += 3
+        else:
+            st[17][eid] = buf[w]
+            w += 1
         for sid in (2 * eid, 2 * eid + 1):
             n = ibuf[w]
             st[7][sid, 0] = buf[w + 1]
@@ -701,11 +727,14 @@ def decode_entities(st, data, starts, eids):  # pragma: no cover
             w += 4
             o = st[22][0]
             st[22][0] += n
-            st[0][o : o + n] = buf[w : w + n]
-            st[1][o : o + n] = buf[w + n : w + 2 * n]
-            st[2][o : o + n] = buf[w + 2 * n : w + 3 * n]
-            st[3][o : o + n] = buf[w + 3 * n : w + 4 * n]
-            w += 4 * n
+            width = _width(st[23], sid) if v2 else 4
+            cols = (st[0], st[1], st[2], st[3])
+            for c in range(4):
+                if c < width:
+                    cols[c][o : o + n] = buf[w : w + n]
+                    w += n
+                else:
+                    cols[c][o : o + n] = 0.0
             st[4][sid] = o
             st[5][sid] = n
             st[6][sid] = n

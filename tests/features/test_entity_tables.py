@@ -38,7 +38,7 @@ class _Tiny(OrderFeaturizer):
     """Entity tables that start with room for one entity: every batch grows them."""
 
     def _new_tables(self) -> EntityTables:
-        return EntityTables(self._fam_ttl, self._fam_res, _members_of, capacity=1)
+        return EntityTables(self._fam_ttl, self._fam_res, _members_of, capacity=1, fam_width=self._fam_width)
 
 
 def test_arenas_grow_mid_batch_without_changing_a_feature():
@@ -95,6 +95,66 @@ def test_entity_bytes_round_trip_gives_the_same_next_features():
     assert g.featurize(orders[100:]) == f.featurize(orders[100:])
 
 
+class _AllColumns(OrderFeaturizer):
+    """Every series keeps start, count, sum and square, whatever its family reads."""
+
+    def _new_tables(self) -> EntityTables:
+        return EntityTables(self._fam_ttl, self._fam_res, _members_of, fam_width=np.full(len(self._fam_width), 4))
+
+
+def test_series_widths_drop_only_columns_no_feature_reads():
+    orders = _orders(300, pool=5)
+    labels = [Label(order_id=f"o-{i}", label="fraud", source="chargeback", created_at=T0) for i in range(0, 200, 7)]
+    lean, full = OrderFeaturizer(label_delay_s=600), _AllColumns(label_delay_s=600)
+    assert set(lean._fam_width.tolist()) == {2, 3, 4}  # some series do keep fewer columns
+    for f in (lean, full):
+        f.featurize(orders[:200])
+        f.apply_labels(labels)
+    assert lean.featurize(orders[200:]) == full.featurize(orders[200:])
+    assert lean.customer_spend([("c-1", orders[-1].created_at.timestamp())]) == \
+        full.customer_spend([("c-1", orders[-1].created_at.timestamp())])
+
+
+def _as_first_format(blob: bytes, width: int) -> bytes:
+    """The same entity in the bytes written before series widths: no marker, and all four
+    columns of both series (the ones not kept as zeros)."""
+    w = np.frombuffer(blob, dtype=np.float64)
+    iw = w.view(np.int64)
+    assert iw[0] == k.BYTES_V2
+    out, at = [w[1:2]], 3  # the deadline; the member digest was not stored then
+    for cols in (width, 2):
+        n = int(iw[at])
+        out.append(w[at : at + 4])
+        at += 4
+        for c in range(4):
+            out.append(w[at : at + n] if c < cols else np.zeros(n))
+            at += n if c < cols else 0
+    out.append(w[at:])
+    return np.concatenate(out).tobytes()
+
+
+def test_bytes_of_the_first_format_still_load():
+    orders = _orders(120)
+    f = OrderFeaturizer(label_delay_s=600)
+    f.featurize(orders[:100])
+    f.apply_labels([Label(order_id=f"o-{i}", label="fraud", source="chargeback", created_at=T0) for i in range(0, 100, 9)])
+    src = f._orders.tables
+    n = len(src.keys)
+    src.DIRTY[:n] = 1
+    keys, blobs, _ = src.dump_dirty()
+    widths = [int(src.SW[src.ids[key]]) for key in keys]
+    old = [_as_first_format(b, w) for b, w in zip(blobs, widths, strict=True)]
+    assert sum(map(len, old)) > sum(map(len, blobs))  # the new format is smaller
+    copy = f._new_tables()
+    copy.load(keys, [int(src.EFAM[src.ids[key]]) for key in keys], old)
+    for key, blob in zip(keys, blobs, strict=True):
+        assert _one(copy, key) == blob  # read back in the new format: the same entity
+    g = OrderFeaturizer(label_delay_s=600)
+    g._orders.tables = copy
+    g._orders.records = deepcopy(f._orders.records)
+    assert g.featurize(orders[100:]) == f.featurize(orders[100:])
+
+
 def _one(tables: EntityTables, key: str) -> bytes:
     data, ends = k.encode_entities(tables.st, np.array([tables.ids[key]], dtype=np.int64))
     return data.tobytes()[: ends[0]]
@@ -129,7 +189,7 @@ def test_kernel_series_is_bit_identical_to_window_series(events, hi, span, cut, 
         while tables.TOP[0] + 4 * (tables.SN[2 * eid] + 1) + 8 > tables.AT.shape[0]:
             tables.grow()
         s = tables.st
-        k._series_adds(*s[:9], s[22], s[19], np.array([2 * eid]), np.array([float(t)]), np.array([v]),
+        k._series_adds(*s[:9], s[22], s[19], s[23], np.array([2 * eid]), np.array([float(t)]), np.array([v]),
                        np.ones(1, dtype=np.int64), np.array([np.inf if prune else -np.inf]),
                        np.array([float(cut)]), 1)
     top = k._top(tables.st, 2 * eid, float(hi))
