@@ -66,6 +66,10 @@ class StateSettings(_Section):
     #: Out-of-order events within this many seconds still count in their windows.
     allowed_lateness_s: int = 3600
     label_delay_s: int = 7 * 86400
+    #: Bucket seconds per entity family, e.g. ``{"merchant": 60}`` for a shop whose few
+    #: merchant ids see every order (default: 1 s, exact; 1 h for e-mail domain, SKU and
+    #: country combination). Training (``riskwire featurize``) reads the same setting.
+    resolutions: dict[str, int] = {}
 
 
 class StoreSettings(_Section):

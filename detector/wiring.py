@@ -94,6 +94,7 @@ def build_featurizer(settings: Settings) -> Featurizer:
         state=state,
         label_delay_s=settings.state.label_delay_s,
         allowed_lateness_s=settings.state.allowed_lateness_s,
+        resolutions=settings.state.resolutions,
     )
 
 

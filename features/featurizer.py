@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from contracts import Label, Order
+from contracts import ConfigError, Label, Order
 from features.currency import load_rates
 from features.geo import IpCountryTable
 from features.schema import (
@@ -142,8 +142,11 @@ class OrderFeaturizer:
         self.dedup_ttl_s = int(dedup_ttl_s)
         self._fraud_labels = frozenset(fraud_labels)
         res = {"email_domain": 3600, "combo": 3600, "sku": 3600}
-        res.update(resolutions or {})
+        overrides = _check_resolutions(resolutions or {})
+        res.update(overrides)
         res["skuc"] = res["sku"]
+        if overrides:  # other windows' edges, other features: a model must not mix them unknowingly
+            self.version += "+res:" + ",".join(f"{f}={s}" for f, s in sorted(overrides.items()))
         longest = max(s for _, s in VEL_WINDOWS)
         risk_back = self.label_delay_s + max(s for _, s in RISK_WINDOWS)
         lateness = self.allowed_lateness_s
@@ -354,6 +357,19 @@ class OrderFeaturizer:
                 row["customer_first_order"] = vals[fo] == 1.0
             rows.append(row)
         return rows
+
+
+def _check_resolutions(resolutions: Mapping[str, int]) -> dict[str, int]:
+    """Bucket sizes by family, checked: a typo must not silently leave a hot key exact."""
+    known = [f for f in FAMILIES if f != "skuc"]  # SKU x countries follows the SKU
+    out = {}
+    for fam, seconds in resolutions.items():
+        if fam not in known:
+            raise ConfigError(f"unknown entity family {fam!r} in resolutions; known: {', '.join(known)}")
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or not 1 <= seconds <= 86400:
+            raise ConfigError(f"resolution of {fam!r} must be whole seconds in 1..86400, got {seconds!r}")
+        out[fam] = seconds
+    return out
 
 
 def _series_widths() -> np.ndarray:

@@ -68,12 +68,15 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Featurise history through the streaming code path, in event-time order, to Parquet."""
         from detector.commands._progress import progress_bar
+        from detector.settings import Settings
         from features import OrderFeaturizer, build_state
         from features.batch import read_jsonl_events, replay, write_parquet
 
         delay = parse_duration(label_delay)
+        live = Settings().state  # the worker's lateness and bucket sizes: training sees what serving does
         store = build_state(state.value, redis_url=redis_url, key_prefix=key_prefix)
-        featurizer = OrderFeaturizer(state=store, label_delay_s=delay)
+        featurizer = OrderFeaturizer(state=store, label_delay_s=delay, allowed_lateness_s=live.allowed_lateness_s,
+                                     resolutions=live.resolutions)
         extra = None
         console_msg = ""
         if format is InputFormat.handbook:

@@ -205,3 +205,29 @@ def test_missing_fields_are_none_not_errors(fz):
     row = fz.featurize([Order(order_id="bare", created_at=T0)])[0]
     assert row["email_disposable"] is None and row["customer_tx_count_1h"] is None and row["amount_base"] is None
     assert row["country_combo_count_30d"] == 0
+
+
+def test_bucket_sizes_come_from_settings_and_change_the_version(monkeypatch, order_factory):
+    from detector.settings import Settings
+    from detector.wiring import build_featurizer
+
+    def live_count(fz) -> float:
+        first = order_factory(order_id="r-1", created_at=T0 + timedelta(seconds=50), merchant_id="m-hot")
+        second = order_factory(order_id="r-2", created_at=T0 + timedelta(seconds=3640), merchant_id="m-hot")
+        return fz.featurize([first, second])[1]["merchant_live_count_1h"]
+
+    exact = build_featurizer(Settings())
+    monkeypatch.setenv("RISKWIRE_STATE__RESOLUTIONS", '{"merchant": 60}')
+    coarse = build_featurizer(Settings())
+    # (t - 1 h, t] from 3,640 s starts at 40 s: the first order (50 s) is in it, but its
+    # one-minute bucket (starting at 0 s) is not.
+    assert (live_count(exact), live_count(coarse)) == (2, 1)
+    assert coarse.version == exact.version + "+res:merchant=60"
+
+
+@pytest.mark.parametrize("bad", [{"merchnat": 60}, {"skuc": 60}, {"merchant": 0}, {"merchant": 1.5}, {"sku": True}])
+def test_bad_bucket_sizes_are_refused(bad):
+    from contracts import ConfigError
+
+    with pytest.raises(ConfigError):
+        OrderFeaturizer(resolutions=bad)
