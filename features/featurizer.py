@@ -161,7 +161,7 @@ class OrderFeaturizer:
         self._ttl_order = max(longest, risk_back) + lateness + DAY
         self._fam_ttl = np.array([ttl[f] for f in FAMILIES], dtype=np.float64)
         self._fam_res = np.array([res.get(f, 1) for f in FAMILIES], dtype=np.int64)
-        self._fam_width = _series_widths()
+        self._fam_width = _SERIES_WIDTH
 
         self._out_names, tables = _layout()
         self._width = len(self._out_names) + 1  # + scratch
@@ -372,36 +372,25 @@ def _check_resolutions(resolutions: Mapping[str, int]) -> dict[str, int]:
     return out
 
 
-def _series_widths() -> np.ndarray:
-    """Per family, what its all-orders series must keep for the kernel's features: the
-    customer's squares (its amount spread and z-score), sums for the other velocity
-    entities (amount sums and means) and SKUs (quantities), counts for the rest
-    (merchant, e-mail domain, combinations: counts and delayed-label risk only)."""
-    width = {f: 2 for f in FAMILIES}
-    width.update(dict.fromkeys((*VEL_ENTITIES, "sku", "skuc"), 3))
-    width["customer"] = 4
-    return np.array([width[f] for f in FAMILIES], dtype=np.int64)
+#: Per family, what its all-orders series must keep for the kernel's features: the
+#: customer's squares (its amount spread and z-score), sums for the other velocity
+#: entities (amount sums and means) and SKUs (quantities), counts for the rest (merchant,
+#: e-mail domain, combinations: counts and delayed-label risk only).
+_SERIES_WIDTH = np.array([4 if f == "customer" else 3 if f in (*VEL_ENTITIES, "sku", "skuc") else 2
+                          for f in FAMILIES], dtype=np.int64)
 
 
 #: Per family: is its entity a member of some distinct-count link?
 _IS_MEMBER = tuple(f in MEMBER_FAMILIES for f in FAMILIES)
-_MEMBERS: dict[str, int] = {}
 
 
 def _members_of(keys: Sequence[str], fams: Sequence[int]) -> list[int]:
     """Each entity's digest as a link member (0 for families no link points at).
 
-    List-wise and cached per key: the Redis backend builds a fresh table per micro-batch,
-    so the same few thousand keys come back batch after batch.
+    Hashed once per entity: when it is created, since the Redis backend reads the
+    digest back with the entity's bytes.
     """
-    out = list(map(_MEMBERS.get, keys))
-    for i in [i for i, m in enumerate(out) if m is None]:
-        key, fam = keys[i], fams[i]
-        m = member_id(key.partition("|")[2]) if _IS_MEMBER[fam] else 0
-        if len(_MEMBERS) >= 1 << 16:
-            _MEMBERS.clear()
-        _MEMBERS[key] = out[i] = m
-    return out
+    return [member_id(key.partition("|")[2]) if _IS_MEMBER[fam] else 0 for key, fam in zip(keys, fams, strict=True)]
 
 
 def _label_keys(rec: tuple[int, int, tuple[str | None, ...]]) -> list[tuple[str, int]]:

@@ -18,8 +18,6 @@ from features.state import kernels as k
 
 __all__ = ["EntityTables"]
 
-_BYTES_V2 = np.int64(k.BYTES_V2).tobytes()
-
 
 class EntityTables:
     """Entities by key, with event-time deadlines, link-member digests and state arenas.
@@ -69,7 +67,7 @@ class EntityTables:
         for name, per, dtype, fill in (
             ("SO", 2, np.int64, 0), ("SK", 2, np.int64, 0), ("SN", 2, np.int64, 0),
             ("DO", 4, np.int64, 0), ("DK", 4, np.int64, 0), ("DN", 4, np.int64, 0),
-            ("RO", 1, np.int64, -1), ("RN", 1, np.int64, 0), ("SR", 1, np.int64, 1), ("SW", 1, np.int64, 4),
+            ("RO", 1, np.int64, -1), ("RN", 1, np.int64, 0), ("SR", 1, np.int64, 1),
             ("ED", 1, np.float64, -np.inf), ("EFAM", 1, np.int64, 0), ("DIRTY", 1, np.uint8, 0),
             ("MEMBER", 1, np.int64, 0),
         ):
@@ -91,7 +89,7 @@ class EntityTables:
     def _pack(self) -> None:
         self.st = (self.AT, self.AC, self.AS, self.AQ, self.SO, self.SK, self.SN, self.SB, self.SR,
                    self.DM, self.DT, self.DO, self.DK, self.DN, self.RP, self.RO, self.RN,
-                   self.ED, self.EFAM, self.DIRTY, self.MEMBER, self._fam_ttl, self.TOP, self.SW)
+                   self.ED, self.EFAM, self.DIRTY, self.MEMBER, self._fam_ttl, self.TOP, self._fam_width)
 
     def grow(self) -> None:
         """At least double every arena, compacting the live parts into the new ones."""
@@ -127,12 +125,12 @@ class EntityTables:
         self.ids[key] = eid
         self.EFAM[eid] = fam
         self.SR[eid] = self._fam_res[fam]
-        self.SW[eid] = self._fam_width[fam]
         self.MEMBER[eid] = self._members_of([key], [fam])[0]
         return eid
 
-    def _bulk_new(self, keys: Sequence[str], fams: Sequence[int], *, members: bool = True) -> np.ndarray:
-        """:meth:`new` for many distinct keys at once, in a table that has none yet."""
+    def _bulk_new(self, keys: Sequence[str], fams: Sequence[int]) -> np.ndarray:
+        """:meth:`new` for many distinct keys at once, in a table that has none yet, but
+        their link-member digests (:meth:`load` sets those)."""
         n = len(keys)
         while self._cap < n:
             self._grow(2 * self._cap)
@@ -141,9 +139,6 @@ class EntityTables:
         fam = np.asarray(fams, dtype=np.int64)
         self.EFAM[:n] = fam
         self.SR[:n] = self._fam_res[fam]
-        self.SW[:n] = self._fam_width[fam]
-        if members:
-            self.MEMBER[:n] = self._members_of(keys, fams)
         return np.arange(n, dtype=np.int64)
 
     def expire(self, watermark: float) -> int:
@@ -166,12 +161,9 @@ class EntityTables:
     def load(self, keys: Sequence[str], fams: Sequence[int], blobs: Sequence[bytes | None],
              *, headroom: int = 0) -> np.ndarray:
         """Create ``keys`` (distinct, in an empty table); entities with a blob get their state from it."""
-        eids = self._bulk_new(keys, fams, members=False)
-        # Bytes of the current format carry the link-member digest; the rest get it hashed.
-        need = [j for j, b in enumerate(blobs) if not b or b[:8] != _BYTES_V2]
-        if need:
-            self.MEMBER[need] = self._members_of([keys[j] for j in need], [fams[j] for j in need])
+        eids = self._bulk_new(keys, fams)
         have = [j for j, b in enumerate(blobs) if b]
+        read = np.zeros(len(keys), dtype=np.bool_)
         words = sum(len(blobs[j]) for j in have) // 8  # type: ignore[arg-type]
         self._arenas(words + headroom, words + headroom, k.PRICE_RING * len(have) + headroom)
         if have:
@@ -179,7 +171,11 @@ class EntityTables:
             lengths = np.fromiter((len(blobs[j]) for j in have), dtype=np.int64, count=len(have))  # type: ignore[arg-type]
             starts[1:] = np.cumsum(lengths)[:-1]
             data = np.frombuffer(b"".join(blobs[j] for j in have), dtype=np.uint8)  # type: ignore[misc]
-            k.decode_entities(self.st, data, starts, eids[have])
+            read[have] = k.decode_entities(self.st, data, starts, eids[have])
+        # Bytes carry the link-member digest; new keys (and bytes of the first format) get it hashed.
+        need = np.flatnonzero(~read).tolist()
+        if need:
+            self.MEMBER[need] = self._members_of([keys[j] for j in need], [fams[j] for j in need])
         return eids
 
     def dump_dirty(self) -> tuple[list[str], list[bytes], np.ndarray]:

@@ -25,11 +25,12 @@ caches the machine code next to this file (``cache=True``), so only the first pr
 on a machine pays the compile time.
 
 The state tuple ``st``: ``(AT, AC, AS, AQ, SO, SK, SN, SB, SR, DM, DT, DO, DK, DN, RP,
-RO, RN, ED, EFAM, DIRTY, MEMBER, fam_ttl, TOP, SW)``. ``ED``: event-time deadline per
-entity; ``EFAM``: its family; ``DIRTY``: changed since loaded (the Redis backend writes
+RO, RN, ED, EFAM, DIRTY, MEMBER, fam_ttl, TOP, fam_width)``. ``ED``: event-time deadline
+per entity; ``EFAM``: its family; ``DIRTY``: changed since loaded (the Redis backend writes
 those back); ``MEMBER``: its digest as a link member; ``TOP``: the arenas' fill levels;
-``SW``: how many of (start, count, sum, sum of squares) its all-orders series keeps (2:
-counts only, 3: and sums, 4: and squares; a fraud series keeps counts only). A column a
+``fam_width``: per family, how many of (start, count, sum, sum of squares) its entities'
+all-orders series keep (2: counts only, 3: and sums, 4: and squares; a fraud series keeps
+counts only). A column a
 family's features never read stays zero, so the Redis backend need not store it: a
 merchant's series at 1 s resolution is the biggest value a batch writes.
 """
@@ -97,21 +98,21 @@ def _win(st, sid, top, lo):  # pragma: no cover
 
 
 @njit(cache=True)
-def _width(SW, sid):  # pragma: no cover
+def _width(EFAM, fam_width, sid):  # pragma: no cover
     """How many of (start, count, sum, square) series ``sid`` keeps."""
-    return 2 if sid & 1 else SW[sid >> 1]
+    return 2 if sid & 1 else fam_width[EFAM[sid >> 1]]
 
 
 @njit(cache=True)
-def _series_adds(AT, AC, AS, AQ, SO, SK, SN, SB, SR, TOP, DIRTY, SW,
+def _series_adds(AT, AC, AS, AQ, SO, SK, SN, SB, SR, TOP, DIRTY, EFAM, fam_width,
                  sids, times, values, counts, cut_if, cuts, m):  # pragma: no cover
     """Record ``m`` events (series, time, value, count); prune a series whose oldest
     bucket is older than ``cut_if`` back to ``cuts`` (with its fraud series). Sums and
-    squares are only kept where the series' width (``SW``) asks for them."""
+    squares are only kept where the family's series width (``fam_width``) asks for them."""
     for j in range(m):
         sid = sids[j]
         t = times[j]
-        width = _width(SW, sid)
+        width = _width(EFAM, fam_width, sid)
         value = values[j] if width >= 3 else 0.0
         count = counts[j]
         DIRTY[sid >> 1] = 1
@@ -339,7 +340,7 @@ def featurize_batch(st, cfg, batch, out, start):  # pragma: no cover
     """
     AT, AC, AS, AQ, SO, SK, SN, SB, SR = st[0], st[1], st[2], st[3], st[4], st[5], st[6], st[7], st[8]
     DM, DT, DO, DK, DN = st[9], st[10], st[11], st[12], st[13]
-    RP, RO, RN, ED, EFAM, DIRTY, MEMBER, fam_ttl, TOP, SW = (
+    RP, RO, RN, ED, EFAM, DIRTY, MEMBER, fam_ttl, TOP, fam_width = (
         st[14], st[15], st[16], st[17], st[18], st[19], st[20], st[21], st[22], st[23])
     fam_horizon, fam_vel, fam_risk, fam_role, link_target = cfg[0], cfg[1], cfg[2], cfg[3], cfg[4]
     link_col, vel_col, risk_col, misc_col = cfg[5], cfg[6], cfg[7], cfg[8]
@@ -551,7 +552,7 @@ def featurize_batch(st, cfg, batch, out, start):  # pragma: no cover
         if TOP[0] + need_s > AT.shape[0] or TOP[1] + need_d > DM.shape[0] or TOP[2] + need_r > RP.shape[0]:
             return i
         a_t[:na] = t
-        _series_adds(AT, AC, AS, AQ, SO, SK, SN, SB, SR, TOP, DIRTY, SW,
+        _series_adds(AT, AC, AS, AQ, SO, SK, SN, SB, SR, TOP, DIRTY, EFAM, fam_width,
                      a_sid, a_t, a_val, a_cnt, a_cut_if, a_cut, na)
         _distinct_adds(DM, DT, DO, DK, DN, TOP, DIRTY, d_did, d_mem, nd, np.int64(t), cap)
         for j in range(nring):
@@ -584,7 +585,7 @@ def apply_fraud(st, wm, eids, times, deltas, start):  # pragma: no cover
         sid = 2 * eids[j] + 1
         if SN[sid] == SK[sid] and TOP[0] + max(4, 2 * SN[sid]) > AT.shape[0]:
             return j
-        _series_adds(st[0], st[1], st[2], st[3], st[4], st[5], st[6], st[7], st[8], st[22], st[19], st[23],
+        _series_adds(st[0], st[1], st[2], st[3], st[4], st[5], st[6], st[7], st[8], st[22], st[19], st[18], st[23],
                      np.array([sid]), np.array([float(times[j])]), np.zeros(1), deltas[j : j + 1],
                      no_prune, no_prune, 1)
     return m
@@ -645,8 +646,7 @@ BYTES_V2 = np.int64(0x7FF8525753540002)
 
 @njit(cache=True)
 def _entity_words(st, eid):  # pragma: no cover
-    sw = st[23]
-    w = 3 + 2 * 4 + _width(sw, 2 * eid) * st[6][2 * eid] + 2 * st[6][2 * eid + 1] + 1 + st[16][eid]
+    w = 3 + 2 * 4 + _width(st[18], st[23], 2 * eid) * st[6][2 * eid] + 2 * st[6][2 * eid + 1] + 1 + st[16][eid]
     for k in range(4):
         w += 1 + 2 * st[13][4 * eid + k]
     return w
@@ -677,7 +677,7 @@ def encode_entities(st, eids):  # pragma: no cover
             buf[w + 3] = st[7][sid, 2]
             w += 4
             cols = (st[0], st[1], st[2], st[3])
-            for c in range(_width(st[23], sid)):
+            for c in range(_width(st[18], st[23], sid)):
                 buf[w : w + n] = cols[c][o : o + n]
                 w += n
         for did in range(4 * eid, 4 * eid + 4):
@@ -704,15 +704,18 @@ def decode_entities(st, data, starts, eids):  # pragma: no cover
     """Load entities from ``data`` (their bytes start at ``starts[j]``, 8-byte aligned).
 
     Parts are placed at the arenas' tops with exactly their size; the caller reserved
-    the room.
+    the room. Returns, per entity, whether its bytes held its link-member digest (bytes
+    of the first format did not: the caller hashes the key for those).
     """
     buf = data.view(np.float64)
     ibuf = data.view(np.int64)
+    read = np.zeros(eids.shape[0], dtype=np.bool_)
     for j in range(eids.shape[0]):
         eid = eids[j]
         w = starts[j] // 8
         v2 = ibuf[w] == BYTES_V2
-        if v2:  # else the caller computes the member digest from the key
+        read[j] = v2
+        if v2:
             st[17][eid] = buf[w + 1]
             st[20][eid] = ibuf[w + 2]
             w += 3
@@ -727,7 +730,7 @@ def decode_entities(st, data, starts, eids):  # pragma: no cover
             w += 4
             o = st[22][0]
             st[22][0] += n
-            width = _width(st[23], sid) if v2 else 4
+            width = _width(st[18], st[23], sid) if v2 else 4
             cols = (st[0], st[1], st[2], st[3])
             for c in range(4):
                 if c < width:
@@ -758,3 +761,4 @@ def decode_entities(st, data, starts, eids):  # pragma: no cover
             st[15][eid] = o
         st[16][eid] = n
         w += n
+    return read

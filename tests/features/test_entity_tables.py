@@ -142,7 +142,7 @@ def test_bytes_of_the_first_format_still_load():
     n = len(src.keys)
     src.DIRTY[:n] = 1
     keys, blobs, _ = src.dump_dirty()
-    widths = [int(src.SW[src.ids[key]]) for key in keys]
+    widths = [int(src._fam_width[src.EFAM[src.ids[key]]]) for key in keys]
     old = [_as_first_format(b, w) for b, w in zip(blobs, widths, strict=True)]
     assert sum(map(len, old)) > sum(map(len, blobs))  # the new format is smaller
     copy = f._new_tables()
@@ -189,7 +189,7 @@ def test_kernel_series_is_bit_identical_to_window_series(events, hi, span, cut, 
         while tables.TOP[0] + 4 * (tables.SN[2 * eid] + 1) + 8 > tables.AT.shape[0]:
             tables.grow()
         s = tables.st
-        k._series_adds(*s[:9], s[22], s[19], s[23], np.array([2 * eid]), np.array([float(t)]), np.array([v]),
+        k._series_adds(*s[:9], s[22], s[19], s[18], s[23], np.array([2 * eid]), np.array([float(t)]), np.array([v]),
                        np.ones(1, dtype=np.int64), np.array([np.inf if prune else -np.inf]),
                        np.array([float(cut)]), 1)
     top = k._top(tables.st, 2 * eid, float(hi))
