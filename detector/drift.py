@@ -35,6 +35,7 @@ from contracts import ConfigError
 
 if TYPE_CHECKING:
     from contracts import Decision
+    from contracts.frame import FeatureFrame
     from detector.metrics import Metrics
 
 __all__ = [
@@ -268,21 +269,24 @@ class DriftMonitor:
     def columns(self) -> tuple[str, ...]:
         return tuple(self._windows) if self._warm is None else tuple(self._warm)
 
-    def __call__(self, decisions: Sequence[Decision], rows: Sequence[Mapping[str, Any]] | None) -> None:
-        self.observe(scores=[_score_of(d, rows[i] if rows is not None else None) for i, d in enumerate(decisions)],
-                     rows=rows)
+    def __call__(self, decisions: Sequence[Decision], frame: FeatureFrame | None) -> None:
+        scores = [float(d.score) for d in decisions]
+        if frame is not None:
+            # The reference is the model's risk on the training window; the decision score
+            # can be moved by rules and text, so the model's own score wins where there is one.
+            model = frame.numbers(["model_score"])[:, 0]
+            scores = np.where(np.isnan(model), scores, model).tolist()
+        self.observe(scores=scores, frame=frame)
 
-    def observe(self, *, scores: Sequence[float], rows: Sequence[Mapping[str, Any]] | None = None) -> None:
-        """Add one batch: ``scores`` (0-100) and optionally the feature dicts, aligned."""
+    def observe(self, *, scores: Sequence[float], frame: FeatureFrame | None = None) -> None:
+        """Add one batch: ``scores`` (0-100) and optionally its features, aligned."""
         if not scores:
             return
         columns = {SCORE: np.asarray(scores, dtype=np.float64)}
-        for name in self.columns:
-            if name == SCORE:
-                continue
-            if rows is None:
-                continue
-            columns[name] = np.array([_num(r.get(name)) for r in rows], dtype=np.float64)
+        names = [name for name in self.columns if name != SCORE]
+        if frame is not None and names:
+            values = frame.numbers(names)
+            columns.update({name: values[:, k] for k, name in enumerate(names)})
         with self._lock:
             self._seen += len(scores)
             if self._warm is not None:
@@ -345,25 +349,6 @@ class DriftMonitor:
         self._warm = None
         self._since = 0
         self._publish()
-
-
-def _score_of(decision: Decision, row: Mapping[str, Any] | None) -> float:
-    # The reference is the model's risk on the training window; the decision score can be
-    # moved by rules and text, so prefer the model's own score when the engine passes rows.
-    if row is not None:
-        v = row.get("model_score")
-        if v is not None:
-            return float(v)
-    return float(decision.score)
-
-
-def _num(value: Any) -> float:
-    if value is None or isinstance(value, str | list | tuple | dict):
-        return float("nan")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
 
 
 def profile_for_training(

@@ -5,7 +5,9 @@ The engine owns no state of its own. Its collaborators are injected (see
 ``rules`` never import ``detector``:
 
 - a featuriser reads entity state for each order, then records the order (idempotent
-  per order id), and returns plain dicts keyed by the feature schema;
+  per order id), and returns the batch's features as a column-wise
+  :class:`~contracts.frame.FeatureFrame` keyed by the feature schema; the models read
+  a matrix of it, the rules the columns they name;
 - a text stage (optional) reads the free text and returns text features, labels and
   spans;
 - a risk model scores the numeric matrix in one vectorised call;
@@ -22,7 +24,6 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from operator import itemgetter
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -39,6 +40,7 @@ from contracts import (
     Versions,
 )
 from contracts.events import FeatureContribution
+from contracts.frame import FeatureFrame
 from contracts.results import ModelScores, RulesOutcome, TextResult
 from detector import __version__
 from detector.metrics import Metrics
@@ -59,6 +61,8 @@ __all__ = [
     "decision_id_for",
     "merge_text",
     "run_text_stage",
+    "score_columns",
+    "text_columns",
 ]
 
 #: uuid5 namespace for decision ids: the same order and revision give the same id.
@@ -74,7 +78,7 @@ class Featurizer(Protocol):
     schema: FeatureSchema
     version: str
 
-    def featurize(self, orders: Sequence[Order]) -> list[dict[str, Any]]:
+    def featurize(self, orders: Sequence[Order]) -> FeatureFrame:
         """Features per order in input order; records each order once in state."""
         ...
 
@@ -99,6 +103,10 @@ class Ruleset(Protocol):
     version: str
 
     def evaluate(self, attributes: Mapping[str, Any]) -> RulesOutcome: ...
+
+    def evaluate_frame(self, frame: FeatureFrame) -> list[RulesOutcome]:
+        """``evaluate`` for every row of a frame, reading only the columns the rules name."""
+        ...
 
 
 class RulesetSource(Protocol):
@@ -187,36 +195,31 @@ class Engine:
         stage = self._metrics.stage_timer
 
         with stage("features"):
-            rows = self._featurizer.featurize(orders)
+            frame = self._featurizer.featurize(orders)
 
         texts: list[TextResult] = [TextResult()] * len(orders)
         if self._text is not None:
             text_stage, budget = self._text, self._text_budget.get(path, 0.0)
             with stage("text"):
                 texts = run_text_stage(lambda: text_stage.analyze(orders, budget_s=budget), len(orders))
-            merge_text(rows, texts)
+            frame = frame.with_columns(text_columns(texts))
 
         degraded_model: Degradation | None = None
         with stage("models"):
             try:
-                X = _matrix(rows, feature_names)
+                X = frame.numbers(feature_names)
                 scores: ModelScores | None = model.score(X, explain=self._explain)
             except RiskwireError as exc:
                 self._metrics.model_errors.labels(model="primary").inc()
                 degraded_model = Degradation(signal="model", reason=str(exc)[:200])
                 scores = None
-            shadow_scores = self._score_challenger(challenger, rows, X if scores is not None else None, feature_names)
+            shadow_scores = self._score_challenger(challenger, frame, X if scores is not None else None, feature_names)
 
         decisions: list[Decision] = []
         with stage("rules"):
-            outcomes = []
-            for i, row in enumerate(rows):
-                attrs = row
-                if scores is not None:
-                    attrs["model_score"] = float(scores.risk[i])
-                    for name, values in scores.signals.items():
-                        attrs[f"{name}_score"] = float(values[i])
-                outcomes.append(ruleset.evaluate(attrs))
+            if scores is not None:
+                frame = frame.with_columns(score_columns(scores))
+            outcomes = ruleset.evaluate_frame(frame)
 
         decided_at = datetime.now(UTC)
         per_order_ms = (time.perf_counter() - started) * 1000.0 / len(orders)
@@ -234,7 +237,7 @@ class Engine:
                 degraded.append(degraded_model)
             contributions = (
                 [
-                    FeatureContribution(feature=f, value=_jsonable(rows[i].get(f)), contribution=round(c, 6))
+                    FeatureContribution(feature=f, value=_jsonable(frame.get(i, f)), contribution=round(c, 6))
                     for f, c in scores.contributions[i]
                 ]
                 if scores is not None
@@ -250,7 +253,6 @@ class Engine:
                     rule_hits=outcomes[i].hits,
                     rule_details=outcomes[i].details,
                     contributions=contributions,
-                    features=rows[i],
                 )
             )
             shadow = None
@@ -288,21 +290,20 @@ class Engine:
                     shadow=shadow,
                 )
             )
-        self._metrics.observe_decisions(decisions, path=path, seconds=time.perf_counter() - started, rows=rows)
+        self._metrics.observe_decisions(decisions, path=path, seconds=time.perf_counter() - started, frame=frame)
         return decisions
 
     def apply_labels(self, labels: Sequence[Label]) -> None:
         self._featurizer.apply_labels(labels)
 
     def _score_challenger(
-        self, challenger: RiskModel | None, rows: Sequence[Mapping[str, Any]], X: np.ndarray | None,
-        primary_names: Sequence[str],
+        self, challenger: RiskModel | None, frame: FeatureFrame, X: np.ndarray | None, primary_names: Sequence[str],
     ) -> ModelScores | None:
         if challenger is None:
             return None
         try:
             same = X is not None and tuple(challenger.feature_names) == tuple(primary_names)
-            Xc = X if same else _matrix(rows, challenger.feature_names)
+            Xc = X if same else frame.numbers(challenger.feature_names)
             return challenger.score(Xc, explain=0)
         except RiskwireError:
             # A broken challenger must never cost a decision; it is counted and skipped.
@@ -319,26 +320,28 @@ def run_text_stage(analyze: Callable[[], list[TextResult]], n: int) -> list[Text
         return [TextResult(degraded=(missing,))] * n
 
 
+def score_columns(scores: ModelScores) -> dict[str, list[float]]:
+    """What the model said, as attribute columns the rules may read (``ENGINE_ATTRIBUTES``)."""
+    return {
+        "model_score": np.asarray(scores.risk, dtype=np.float64).tolist(),
+        **{f"{name}_score": np.asarray(values, dtype=np.float64).tolist() for name, values in scores.signals.items()},
+    }
+
+
+def text_columns(texts: Sequence[TextResult]) -> dict[str, list[Any]]:
+    """Text features and labels as attribute columns for the models and the rules
+    (``None`` where a text result lacks a feature)."""
+    names = dict.fromkeys(name for text in texts for name in text.features)
+    columns: dict[str, list[Any]] = {name: [text.features.get(name) for text in texts] for name in names}
+    columns["text_labels"] = [sorted(k for k in text.labels if k != "benign") for text in texts]
+    return columns
+
+
 def merge_text(rows: Sequence[dict[str, Any]], texts: Sequence[TextResult]) -> None:
-    """Text features and labels become attributes for the models and the rules."""
-    for row, text in zip(rows, texts, strict=True):
-        row.update(text.features)
-        row["text_labels"] = sorted(k for k in text.labels if k != "benign")
-
-
-def _matrix(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> np.ndarray:
-    """Numeric matrix in the model's column order; missing values become NaN."""
-    if not names:
-        return np.empty((len(rows), 0), dtype=np.float64)
-    get = itemgetter(*names)
-    try:
-        # Rows carry every schema key (None when missing): one C-level gather per row.
-        values = [get(row) for row in rows]
-    except KeyError:
-        values = [[row.get(n) for n in names] for row in rows]
-    cells = np.array(values, dtype=object).reshape(len(rows), len(names))
-    cells[np.equal(cells, None)] = np.nan
-    return cells.astype(np.float64)
+    """:func:`text_columns` written into dict rows (return requests)."""
+    for name, values in text_columns(texts).items():
+        for row, value in zip(rows, values, strict=True):
+            row[name] = value
 
 
 def _jsonable(value: Any) -> float | str | bool | None:

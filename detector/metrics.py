@@ -36,6 +36,7 @@ from prometheus_client import (
 
 if TYPE_CHECKING:
     from contracts import Decision
+    from contracts.frame import FeatureFrame
 
 __all__ = [
     "ACTIONS",
@@ -75,8 +76,8 @@ VERDICTS = ("fraud", "abuse", "legit")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
-#: Called with every decided batch (and the feature rows when the engine passes them).
-DecisionObserver = Callable[[Sequence["Decision"], Sequence[Mapping[str, Any]] | None], None]
+#: Called with every decided batch (and its features when the engine passes them).
+DecisionObserver = Callable[[Sequence["Decision"], "FeatureFrame | None"], None]
 
 
 def multiprocess_enabled() -> bool:
@@ -323,7 +324,7 @@ class Metrics:
         return found
 
     def add_decision_observer(self, observer: DecisionObserver) -> None:
-        """Call ``observer(decisions, rows)`` after every decided batch (the drift monitor)."""
+        """Call ``observer(decisions, frame)`` after every decided batch (the drift monitor)."""
         self._observers.append(observer)
 
     def stage_timer(self, stage: str) -> AbstractContextManager[None]:
@@ -336,9 +337,9 @@ class Metrics:
         *,
         path: str,
         seconds: float,
-        rows: Sequence[Mapping[str, Any]] | None = None,
+        frame: FeatureFrame | None = None,
     ) -> None:
-        """Count a decided batch; ``rows`` (the feature dicts) feed the drift monitor."""
+        """Count a decided batch; ``frame`` (its features) feeds the drift monitor."""
         if not decisions:
             return
         per = seconds / len(decisions)
@@ -364,7 +365,7 @@ class Metrics:
         # Drift is measured on orders; return requests are another population.
         if decisions[0].subject == "order":
             for observer in self._observers:
-                observer(decisions, rows)
+                observer(decisions, frame)
 
     def observe_broker_latency(self, timestamps_ms: Sequence[int], *, decided_at: datetime | float) -> None:
         """End-to-end latency from each record's broker timestamp (ms since epoch) to ``decided_at``."""

@@ -68,7 +68,6 @@ class PolicyInput:
     rule_hits: Sequence[RuleHit] = ()
     rule_details: Mapping[str, str] = field(default_factory=dict)
     contributions: Sequence[FeatureContribution] = ()
-    features: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -263,7 +263,6 @@ class ReturnsEngine:
                     rule_hits=outcome.hits,
                     rule_details=outcome.details,
                     contributions=contributions,
-                    features=row,
                     model_kind=self._scorer.kind,
                 )
             )

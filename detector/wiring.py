@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from contracts import Decision, FeatureSchema, Label, Order
 from detector.engine import (
     ENGINE_ATTRIBUTES,
@@ -122,27 +124,25 @@ def build_model(
         )
     log.info("fitting a first unsupervised model on generated history")
     featurizer = build_featurizer(settings.model_copy(update={"state": settings.state.model_copy(update={"backend": "memory"})}))
-    rows: list[dict[str, Any]] = []
+    names = schema.model_inputs()
+    parts: list[np.ndarray] = []
     batch: list[Order] = []
     for order in history():
         batch.append(order)
         if len(batch) >= 500:
-            rows.extend(featurizer.featurize(batch))
+            parts.append(featurizer.featurize(batch).numbers(names))
             batch = []
     if batch:
-        rows.extend(featurizer.featurize(batch))
-    names = schema.model_inputs()
-    import numpy as np
-
+        parts.append(featurizer.featurize(batch).numbers(names))
     from detector.drift import DRIFT_METADATA_KEY, profile_for_training
 
-    X = np.array([[_num(r.get(n)) for n in names] for r in rows], dtype=np.float64)
+    X = np.concatenate(parts) if parts else np.empty((0, len(names)))
     bundle = fit_bundle(X, names, random_state=0)
     registry.save(
         bundle,
         metadata={
             "source": "generated-history",
-            "rows": len(rows),
+            "rows": int(X.shape[0]),
             "schema_digest": schema.digest,
             # What PSI compares live traffic with (detector.drift).
             DRIFT_METADATA_KEY: profile_for_training(X, names, model=bundle).to_dict(),
@@ -163,12 +163,6 @@ def build_challenger(settings: Settings, *, schema: FeatureSchema) -> RiskModel 
     except ConfigError as exc:
         log.warning("shadow challenger not loaded: %s", exc)
         return None
-
-
-def _num(value: Any) -> float:
-    if value is None:
-        return float("nan")
-    return float(value)
 
 
 def build_rules(settings: Settings, *, schema: FeatureSchema) -> RulesetSource:

@@ -3,7 +3,8 @@
 Orders and labels are merged in event-time order (a label is applied before any order
 at or after its ``created_at``) and the orders go through
 :meth:`OrderFeaturizer.featurize` in micro-batches, exactly as the stream does; rows are
-written to Parquet in chunks so memory stays flat.
+written to Parquet in chunks so memory stays flat, column by column from each batch's
+:class:`~contracts.frame.FeatureFrame`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from contracts import InvalidEvent, Label, Order
+from contracts.frame import FeatureFrame
 from features.featurizer import OrderFeaturizer
 
 __all__ = ["arrow_schema", "read_jsonl_events", "replay", "write_parquet"]
@@ -52,8 +56,8 @@ def replay(
     labels: Iterable[Label],
     *,
     batch_size: int = 500,
-) -> Iterator[tuple[list[Order], list[dict[str, Any]]]]:
-    """Yield (orders, rows) per micro-batch; labels applied when their time has come.
+) -> Iterator[tuple[list[Order], FeatureFrame]]:
+    """Yield (orders, features) per micro-batch; labels applied when their time has come.
 
     ``orders`` and ``labels`` must each be sorted by event time.
     """
@@ -100,7 +104,7 @@ def arrow_schema(featurizer: OrderFeaturizer, extra: list[tuple[str, Any]] | Non
 
 def write_parquet(
     featurizer: OrderFeaturizer,
-    batches: Iterable[tuple[list[Order], list[dict[str, Any]]]],
+    batches: Iterable[tuple[list[Order], FeatureFrame]],
     output: Path,
     *,
     label_of: Callable[[str], int],
@@ -114,32 +118,46 @@ def write_parquet(
 
     extra = extra or {}
     schema = arrow_schema(featurizer, [(k, t) for k, (t, _) in extra.items()])
-    names = [s.name for s in featurizer.schema]
+    numbers = [s.name for s in featurizer.schema if s.type == "number"]
+    others = [s.name for s in featurizer.schema if s.type != "number"]
     output.parent.mkdir(parents=True, exist_ok=True)
     total = 0
+    # Per column, one piece per batch: Python lists, or float arrays (NaN = missing) for numbers.
     cols: dict[str, list[Any]] = {f.name: [] for f in schema}
+    pending = 0
+
+    def column(name: str, pieces: list[Any]) -> Any:
+        typ = schema.field(name).type
+        if pieces and isinstance(pieces[0], np.ndarray):
+            values = np.concatenate(pieces)
+            return pa.array(values, type=typ, mask=np.isnan(values))
+        return pa.array([v for piece in pieces for v in piece], type=typ)
 
     def flush(writer: Any) -> None:
-        table = pa.table({k: pa.array(v, type=schema.field(k).type) for k, v in cols.items()}, schema=schema)
+        table = pa.table({k: column(k, v) for k, v in cols.items()}, schema=schema)
         writer.write_table(table)
         for v in cols.values():
             v.clear()
 
     with pq.ParquetWriter(output, schema, compression="zstd") as writer:
-        for orders, rows in batches:
-            # Column-wise: one comprehension per column and batch, not a loop per cell.
-            cols["order_id"].extend([o.order_id for o in orders])
-            cols["event_time"].extend([o.created_at for o in orders])
+        for orders, frame in batches:
+            cols["order_id"].append([o.order_id for o in orders])
+            cols["event_time"].append([o.created_at for o in orders])
             for k, (_, fn) in extra.items():
-                cols[k].extend([fn(o) for o in orders])
-            for name in names:
-                cols[name].extend([r[name] for r in rows])
-            cols["label"].extend([label_of(o.order_id) for o in orders])
-            total += len(rows)
-            if len(cols["order_id"]) >= chunk_rows:
+                cols[k].append([fn(o) for o in orders])
+            matrix = frame.numbers(numbers)
+            for j, name in enumerate(numbers):
+                cols[name].append(matrix[:, j])
+            for name in others:
+                cols[name].append(frame.column(name))
+            cols["label"].append([label_of(o.order_id) for o in orders])
+            total += len(orders)
+            pending += len(orders)
+            if pending >= chunk_rows:
                 flush(writer)
+                pending = 0
             if progress is not None:
-                progress(len(rows))
-        if cols["order_id"]:
+                progress(len(orders))
+        if pending:
             flush(writer)
     return total

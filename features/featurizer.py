@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from contracts import ConfigError, Label, Order
+from contracts.frame import FeatureFrame
 from features.currency import load_rates
 from features.geo import IpCountryTable
 from features.schema import (
@@ -165,12 +166,12 @@ class OrderFeaturizer:
 
         self._out_names, tables = _layout()
         self._width = len(self._out_names) + 1  # + scratch
-        self._first_order_col = self._out_names.index("customer_first_order")
+        self._order = tuple(s.name for s in self.schema)
+        self._out_bools = tuple(n for n in self._out_names if self.schema.get(n).type == "bool")  # type: ignore[union-attr]
         self.rates = load_rates()
-        # Rows start from every schema name (schema order): the stateful values then
-        # overwrite keys instead of growing the dict.
+        stateful = set(self._out_names)
         self._static = StaticFeatures(
-            names=tuple(s.name for s in self.schema),
+            names=tuple(n for n in self._order if n not in stateful),
             rates=self.rates, ip_table=ip_table or IpCountryTable.demo(),
         )
         fam_role = np.zeros(len(FAMILIES), dtype=np.int64)
@@ -191,15 +192,16 @@ class OrderFeaturizer:
         return EntityTables(self._fam_ttl, self._fam_res, _members_of, fam_width=self._fam_width)
 
     # ------------------------------------------------------------------ public API
-    def featurize(self, orders: Sequence[Order]) -> list[dict[str, Any]]:
-        """Features per order, in input order; records each order once in state."""
-        if not orders:
-            return []
+    def featurize(self, orders: Sequence[Order]) -> FeatureFrame:
+        """Features per order, in input order (a frame: see :mod:`contracts.frame`);
+        records each order once in state."""
         ex = [self._static.extract(o) for o in orders]
+        if not ex:
+            return self._frame(ex, np.empty((0, self._width)))
         bk = _batch_keys(ex)
         out = self._orders.transact(lambda: _entity_keys(bk), [e.order_id for e in ex],
                                     lambda tables, recs: self._stateful(tables, recs, ex, bk))
-        return self._rows(ex, out)
+        return self._frame(ex, out)
 
     def apply_labels(self, labels: Sequence[Label]) -> int:
         """Feed labels into delayed-label risk; returns how many changed state.
@@ -340,23 +342,11 @@ class OrderFeaturizer:
             np.array(l_q, dtype=f64), np.array(l_p, dtype=f64), np.array(l_pr, dtype=f64),
         )
 
-    def _rows(self, ex: list[Extracted], out: np.ndarray) -> list[dict[str, Any]]:
-        names = self._out_names
-        fo = self._first_order_col
-        stateful = out[:, :-1]  # drop the scratch column
-        values = stateful.tolist()
-        # NaN -> None where a feature is missing (a few dozen cells per row, not all 170).
-        nan_r, nan_c = np.nonzero(np.isnan(stateful))
-        for r, c in zip(nan_r.tolist(), nan_c.tolist(), strict=True):
-            values[r][c] = None
-        rows = []
-        for e, vals in zip(ex, values, strict=True):
-            row = e.row
-            row.update(zip(names, vals, strict=True))
-            if vals[fo] is not None:
-                row["customer_first_order"] = vals[fo] == 1.0
-            rows.append(row)
-        return rows
+    def _frame(self, ex: list[Extracted], out: np.ndarray) -> FeatureFrame:
+        # The kernel's matrix is the frame's block as it is (no per-row dicts): consumers
+        # read columns of it. The scratch column is left out.
+        return FeatureFrame(records=[e.row for e in ex], block_names=self._out_names, block=out[:, :-1],
+                            block_bools=self._out_bools, order=self._order)
 
 
 def _check_resolutions(resolutions: Mapping[str, int]) -> dict[str, int]:

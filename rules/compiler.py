@@ -8,7 +8,8 @@ types. All problems are collected with line and column and raised together as on
 Run time (``CompiledRuleset.evaluate``): each rule's condition was turned once into a
 tree of small Python closures (no ``eval``/``exec``). Per order, the attributes the
 ruleset reads are fetched and coerced once into a flat list of slots; closures read
-slots by index. ``and``/``or`` operands are ordered cheapest first and short-circuit;
+slots by index. A micro-batch's features (``evaluate_frame``) are read column-wise: only
+the columns the ruleset names, numbers straight from the frame's float matrix. ``and``/``or`` operands are ordered cheapest first and short-circuit;
 expensive subexpressions that occur in several rules (list lookups, substring tests,
 arithmetic) are computed at most once per order through memo slots.
 
@@ -31,10 +32,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
 from contracts.events import RuleHit
+from contracts.frame import FeatureFrame
 from contracts.results import RulesOutcome
 from contracts.schema import FeatureSchema, FeatureSpec
 from rules.ast import (
@@ -738,19 +741,37 @@ class CompiledRuleset:
         try:
             get = attributes.get
             v = [c(get(name)) for name, c in self._fetchers]
-            v.extend(self._memo_init)
-            hits = [hit for fn, hit in self._plan if fn(v)]
         except Exception:
             # Defensive only: closures are built not to raise; a surprise (an exotic
             # Mapping, say) must still not fail a checkout.
-            v, hits = self._evaluate_guarded(attributes)
+            v = [_safe_slot(_safe_get(attributes, name), t) for name, t in self._types]
+        return self._outcome(v)
+
+    def evaluate_frame(self, frame: FeatureFrame) -> list[RulesOutcome]:
+        """:meth:`evaluate` for every row of a frame, reading only the columns the rules name."""
+        n = len(frame)
+        numbers = [name for name, t in self._types if t == "number"]
+        # A number slot holds a float, NaN when missing: exactly the frame's float matrix.
+        matrix = iter(frame.numbers(numbers).T.tolist()) if numbers else iter(())
+        columns = [next(matrix) if t == "number" else [_safe_slot(x, t) for x in frame.column(name)]
+                   for name, t in self._types]
+        per_row = zip(*columns, strict=True) if columns else repeat((), n)
+        return [self._outcome(list(slots)) for slots in per_row]
+
+    def _outcome(self, v: Slots) -> RulesOutcome:
+        v.extend(self._memo_init)
+        try:
+            hits = [hit for fn, hit in self._plan if fn(v)]
+        except Exception:
+            # Defensive only, as in evaluate: a rule that cannot run does not hit.
+            del v[len(self._fetchers):]
+            v.extend(self._memo_init)
+            hits = self._hits_guarded(v)
         if not hits:
             return _EMPTY
         return RulesOutcome(hits=tuple(hits), details=_Details(self, v, tuple(h.rule_id for h in hits)))
 
-    def _evaluate_guarded(self, attributes: Mapping[str, Any]) -> tuple[Slots, list[RuleHit]]:
-        v = [_safe_slot(_safe_get(attributes, name), t) for name, t in self._types]
-        v.extend(self._memo_init)
+    def _hits_guarded(self, v: Slots) -> list[RuleHit]:
         hits: list[RuleHit] = []
         for fn, hit in self._plan:
             try:
@@ -758,7 +779,7 @@ class CompiledRuleset:
                     hits.append(hit)
             except Exception:  # noqa: S112 - a rule that cannot run does not hit
                 continue
-        return v, hits
+        return hits
 
     def detail(self, rule_id: str, v: Slots) -> str:
         """``description (attr=value, ...)`` with personal data redacted."""

@@ -193,23 +193,6 @@ def _model(settings: Settings, schema: FeatureSchema) -> Any:
         return None
 
 
-def _score_rows(model: Any, rows: list[dict[str, Any]]) -> None:
-    import numpy as np
-
-    names = model.feature_names
-    X = np.full((len(rows), len(names)), np.nan)
-    for i, row in enumerate(rows):
-        for j, name in enumerate(names):
-            v = row.get(name)
-            if v is not None:
-                X[i, j] = float(v)
-    scores = model.score(X, explain=0)
-    for i, row in enumerate(rows):
-        row["model_score"] = float(scores.risk[i])
-        for name, values in scores.signals.items():
-            row[f"{name}_score"] = float(values[i])
-
-
 def backtest(
     rules_file: Path = typer.Option(..., "--rules", exists=True, dir_okay=False, help="Candidate ruleset."),
     events: Path = typer.Option(..., "--events", exists=True, dir_okay=False, help="Order (and Label) JSONL, or the handbook CSV(.gz)."),
@@ -303,14 +286,15 @@ def backtest(
     task = progress.add_task("backtest", total=total)
 
     def rows() -> Iterator[tuple[dict[str, Any], bool | None, float]]:
-        for batch, feats in replay(featurizer, orders_iter, label_events, batch_size=1000):
+        from detector.engine import score_columns, text_columns
+
+        for batch, frame in replay(featurizer, orders_iter, label_events, batch_size=1000):
+            # The attributes the engine would give the rules: text, then the model's scores.
             if text_stage is not None:
-                for attrs, text in zip(feats, text_stage.analyze(batch, budget_s=0.0), strict=True):
-                    attrs.update(text.features)
-                    attrs["text_labels"] = sorted(text.labels)
+                frame = frame.with_columns(text_columns(text_stage.analyze(batch, budget_s=0.0)))
             if model is not None:
-                _score_rows(model, feats)
-            for order, attrs in zip(batch, feats, strict=True):
+                frame = frame.with_columns(score_columns(model.score(frame.numbers(model.feature_names), explain=0)))
+            for order, attrs in zip(batch, frame, strict=True):
                 if start is not None and order.created_at < start:
                     continue
                 attrs.setdefault("text_labels", [])

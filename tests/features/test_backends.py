@@ -170,10 +170,10 @@ def test_redis_redelivery_after_restart_gets_the_cached_row(redis_url):
     again = build_state("redis", redis_url=redis_url, key_prefix=prefix)
     try:
         orders = [_order(i, 30 * i, i % 2, i % 2, 0, 0, 0, 0, 1, 50 + i) for i in range(8)]  # 3.5 h
-        rows = OrderFeaturizer(state=first, dedup_ttl_s=3600).featurize(orders)
+        rows = OrderFeaturizer(state=first, dedup_ttl_s=3600).featurize(orders).rows()
         time.sleep(1.2)  # longer than the shortest TTL Redis may hold
         restarted = OrderFeaturizer(state=again, dedup_ttl_s=3600)
-        assert restarted.featurize([orders[-1], orders[0]]) == [rows[-1], rows[0]]
+        assert restarted.featurize([orders[-1], orders[0]]).rows() == [rows[-1], rows[0]]
     finally:
         first.clear()
         first.close()
@@ -202,11 +202,11 @@ def test_two_redis_featurizers_racing_on_the_same_entities_lose_nothing(redis_ur
             return got
 
         a_store.mget_raw = racing_read
-        rows = a.featurize(ours)
+        rows = a.featurize(ours).rows()
         assert a_store.conflicts == 1
         mem = OrderFeaturizer()
         mem.featurize(theirs)
-        assert rows == mem.featurize(ours)
+        assert rows == mem.featurize(ours).rows()
         assert rows[-1]["customer_tx_count_1h"] == 3 + 2  # ours so far plus theirs
     finally:
         a_store.clear()

@@ -43,9 +43,9 @@ class _Tiny(OrderFeaturizer):
 
 def test_arenas_grow_mid_batch_without_changing_a_feature():
     orders = _orders(400)
-    big = OrderFeaturizer().featurize(orders)
+    big = OrderFeaturizer().featurize(orders).rows()
     tiny = _Tiny()
-    small = tiny.featurize(orders[:150]) + tiny.featurize(orders[150:])
+    small = tiny.featurize(orders[:150]).rows() + tiny.featurize(orders[150:]).rows()
     assert small == big
     tables = tiny._orders.tables
     assert tables.AT.shape[0] > 64 and len(tables) > 50  # it did grow, many times over
@@ -56,7 +56,7 @@ def test_compaction_keeps_every_value():
     plain = OrderFeaturizer()
     compacted = OrderFeaturizer()
     for i in range(0, 300, 50):
-        assert compacted.featurize(orders[i : i + 50]) == plain.featurize(orders[i : i + 50])
+        assert compacted.featurize(orders[i : i + 50]).rows() == plain.featurize(orders[i : i + 50]).rows()
         compacted._orders.tables.grow()  # move every live part to a fresh arena
 
 
@@ -92,7 +92,7 @@ def test_entity_bytes_round_trip_gives_the_same_next_features():
     g = OrderFeaturizer()
     g._orders.tables = copy
     g._orders.records = deepcopy(f._orders.records)
-    assert g.featurize(orders[100:]) == f.featurize(orders[100:])
+    assert g.featurize(orders[100:]).rows() == f.featurize(orders[100:]).rows()
 
 
 class _AllColumns(OrderFeaturizer):
@@ -110,7 +110,7 @@ def test_series_widths_drop_only_columns_no_feature_reads():
     for f in (lean, full):
         f.featurize(orders[:200])
         f.apply_labels(labels)
-    assert lean.featurize(orders[200:]) == full.featurize(orders[200:])
+    assert lean.featurize(orders[200:]).rows() == full.featurize(orders[200:]).rows()
     assert lean.customer_spend([("c-1", orders[-1].created_at.timestamp())]) == \
         full.customer_spend([("c-1", orders[-1].created_at.timestamp())])
 
@@ -152,7 +152,7 @@ def test_bytes_of_the_first_format_still_load():
     g = OrderFeaturizer(label_delay_s=600)
     g._orders.tables = copy
     g._orders.records = deepcopy(f._orders.records)
-    assert g.featurize(orders[100:]) == f.featurize(orders[100:])
+    assert g.featurize(orders[100:]).rows() == f.featurize(orders[100:]).rows()
 
 
 def _one(tables: EntityTables, key: str) -> bytes:
@@ -167,7 +167,7 @@ def test_labels_after_growth_and_re_delivery_are_exact():
     for f in (tiny, plain):
         f.featurize(orders[:120])
         f.apply_labels(labels)
-    assert tiny.featurize(orders[100:]) == plain.featurize(orders[100:])  # 20 re-deliveries, 80 new
+    assert tiny.featurize(orders[100:]).rows() == plain.featurize(orders[100:]).rows()  # 20 re-deliveries, 80 new
 
 
 events = st.lists(st.tuples(st.integers(0, 4000), st.floats(-1e4, 1e4, allow_nan=False, allow_infinity=False)),

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from contracts import ConfigError, Decision
 from contracts.events import Versions
+from contracts.frame import FeatureFrame
 from detector.drift import (
     SCORE,
     ColumnReference,
@@ -94,7 +95,7 @@ def test_same_population_is_stable_shifted_is_not() -> None:
     mon = DriftMonitor(metrics=m, reference=_profile(rng), window=2000, min_samples=500, every=100)
     for _ in range(20):
         mon.observe(scores=rng.uniform(0, 60, 100).tolist(),
-                    rows=[{"amount_z": float(x)} for x in rng.normal(0, 1, 100)])
+                    frame=FeatureFrame.from_rows([{"amount_z": float(x)} for x in rng.normal(0, 1, 100)]))
     stable = mon.psi()
     assert stable[SCORE] < 0.05 and stable["amount_z"] < 0.05
     assert gauge(m, "amount_z") == pytest.approx(stable["amount_z"], abs=1e-5)
@@ -102,7 +103,7 @@ def test_same_population_is_stable_shifted_is_not() -> None:
     # A full window of shifted traffic evicts the stable one.
     for _ in range(20):
         mon.observe(scores=rng.uniform(40, 100, 100).tolist(),
-                    rows=[{"amount_z": float(x)} for x in rng.normal(1.5, 1, 100)])
+                    frame=FeatureFrame.from_rows([{"amount_z": float(x)} for x in rng.normal(1.5, 1, 100)]))
     shifted = mon.psi()
     assert shifted[SCORE] > 0.25 and shifted["amount_z"] > 0.25
     assert gauge(m, SCORE) == pytest.approx(shifted[SCORE], abs=1e-5)
@@ -112,7 +113,7 @@ def test_a_feature_that_goes_missing_drifts() -> None:
     rng = np.random.default_rng(3)
     m = Metrics.create(CollectorRegistry())
     mon = DriftMonitor(metrics=m, reference=_profile(rng), window=500, min_samples=100, every=50)
-    mon.observe(scores=rng.uniform(0, 60, 500).tolist(), rows=[{"amount_z": None}] * 500)
+    mon.observe(scores=rng.uniform(0, 60, 500).tolist(), frame=FeatureFrame.from_rows([{"amount_z": None}] * 500))
     assert mon.psi()["amount_z"] > 1.0
 
 
@@ -120,7 +121,7 @@ def test_nothing_published_before_min_samples() -> None:
     rng = np.random.default_rng(4)
     m = Metrics.create(CollectorRegistry())
     mon = DriftMonitor(metrics=m, reference=_profile(rng), window=1000, min_samples=300, every=10)
-    mon.observe(scores=[10.0] * 100, rows=None)
+    mon.observe(scores=[10.0] * 100, frame=None)
     assert mon.psi() == {}
     assert gauge(m, SCORE) is None
 
@@ -153,13 +154,13 @@ def test_fed_by_observe_decisions_with_warmup_reference() -> None:
     assert gauge(m, SCORE) > 1.0
 
 
-def test_model_score_in_rows_is_preferred() -> None:
+def test_model_score_in_the_frame_is_preferred() -> None:
     m = Metrics.create(CollectorRegistry())
     prof = ReferenceProfile(columns={SCORE: ColumnReference.fit(SCORE, np.linspace(0, 50, 1000))})
     mon = attach_drift_monitor(m, reference=prof, window=20, min_samples=20, every=20)
     # Rules pushed every decision to 99, but the model's own score stayed in range.
     m.observe_decisions(decisions([99] * 20), path="sync", seconds=0.01,
-                        rows=[{"model_score": 25.0}] * 20)
+                        frame=FeatureFrame.from_rows([{"model_score": 25.0}] * 20))
     w = mon._windows[SCORE]
     assert w.counts[int(prof.columns[SCORE].bin_index(np.array([25.0]))[0])] == 20
 
@@ -217,7 +218,7 @@ def test_set_reference_restarts_the_windows() -> None:
     m = Metrics.create(CollectorRegistry())
     mon = DriftMonitor(metrics=m, reference=_profile(rng), window=200, min_samples=100, every=50)
     mon.observe(scores=rng.uniform(60, 100, 200).tolist(),
-                rows=[{"amount_z": float(x)} for x in rng.normal(0, 1, 200)])
+                frame=FeatureFrame.from_rows([{"amount_z": float(x)} for x in rng.normal(0, 1, 200)]))
     assert gauge(m, SCORE) is not None and gauge(m, SCORE) > 0.25
     # A new model went live whose training scores look like today's traffic.
     new = ReferenceProfile(columns={SCORE: ColumnReference.fit(SCORE, rng.uniform(60, 100, 5000))})

@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from contracts import Decision
 from contracts.events import Degradation, Reason, RuleHit, Versions
+from contracts.frame import FeatureFrame
 from detector.metrics import ACTIONS, PATHS, STAGES, Metrics
 
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
@@ -131,11 +132,11 @@ def test_stage_timer_records_even_on_error(metrics: Metrics) -> None:
 
 def test_observers_get_every_batch(metrics: Metrics) -> None:
     seen: list[tuple[int, object]] = []
-    metrics.add_decision_observer(lambda ds, rows: seen.append((len(ds), rows)))
-    rows = [{"amount": 1.0}]
-    metrics.observe_decisions([decision(0)], path="sync", seconds=0.001, rows=rows)
+    metrics.add_decision_observer(lambda ds, frame: seen.append((len(ds), frame)))
+    frame = FeatureFrame.from_rows([{"amount": 1.0}])
+    metrics.observe_decisions([decision(0)], path="sync", seconds=0.001, frame=frame)
     metrics.observe_decisions([decision(1), decision(2)], path="stream", seconds=0.001)
-    assert seen == [(1, rows), (2, None)]
+    assert seen == [(1, frame), (2, None)]
 
 
 def test_two_instances_do_not_share_values() -> None:
