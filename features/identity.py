@@ -24,6 +24,8 @@ _GMAIL = frozenset({"gmail.com", "googlemail.com"})
 @lru_cache(maxsize=65536)
 def ascii_fold(text: str) -> str:
     """Lower-case ASCII approximation (``Długa`` -> ``dluga``)."""
+    if text.isascii():  # nothing to fold: most names, streets and cities
+        return text.lower()
     text = unicodedata.normalize("NFKD", text.translate(_FOLD))
     return "".join(ch for ch in text if not unicodedata.combining(ch)).encode("ascii", "ignore").decode().lower()
 
