@@ -6,6 +6,7 @@ from copy import deepcopy
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -133,26 +134,67 @@ def _as_first_format(blob: bytes, width: int) -> bytes:
     return np.concatenate(out).tobytes()
 
 
-def test_bytes_of_the_first_format_still_load():
+def _labelled_tables() -> tuple[OrderFeaturizer, list[Order]]:
     orders = _orders(120)
     f = OrderFeaturizer(label_delay_s=600)
     f.featurize(orders[:100])
     f.apply_labels([Label(order_id=f"o-{i}", label="fraud", source="chargeback", created_at=T0) for i in range(0, 100, 9)])
+    return f, orders
+
+
+@pytest.mark.parametrize("earlier", ["v2", "first"])
+def test_bytes_of_earlier_formats_still_load(earlier: str):
+    f, orders = _labelled_tables()
     src = f._orders.tables
     n = len(src.keys)
     src.DIRTY[:n] = 1
     keys, blobs, _ = src.dump_dirty()
-    widths = [int(src._fam_width[src.EFAM[src.ids[key]]]) for key in keys]
-    old = [_as_first_format(b, w) for b, w in zip(blobs, widths, strict=True)]
-    assert sum(map(len, old)) > sum(map(len, blobs))  # the new format is smaller
+    assert all(np.frombuffer(b[:8], dtype=np.int64)[0] == k.BYTES_V3 for b in blobs)
+    old = _blobs(src, keys, compact=False)  # what the release before the compact format wrote
+    if earlier == "first":
+        widths = [int(src._fam_width[src.EFAM[src.ids[key]]]) for key in keys]
+        old = [_as_first_format(b, w) for b, w in zip(old, widths, strict=True)]
+    assert sum(map(len, old)) > sum(map(len, blobs))  # the current format is smaller
     copy = f._new_tables()
     copy.load(keys, [int(src.EFAM[src.ids[key]]) for key in keys], old)
     for key, blob in zip(keys, blobs, strict=True):
-        assert _one(copy, key) == blob  # read back in the new format: the same entity
+        assert _one(copy, key) == blob  # read back in the current format: the same entity
     g = OrderFeaturizer(label_delay_s=600)
     g._orders.tables = copy
     g._orders.records = deepcopy(f._orders.records)
     assert g.featurize(orders[100:]).rows() == f.featurize(orders[100:]).rows()
+
+
+def test_compact_bytes_halve_a_counts_only_series():
+    f, _ = _labelled_tables()
+    src = f._orders.tables
+    merchant = next(key for key in src.ids if key.startswith("E.merchant|"))
+    (compact,), (full,) = _blobs(src, [merchant]), _blobs(src, [merchant], compact=False)
+    n = int(src.SN[2 * src.ids[merchant]])
+    assert n > 20 and len(full) - len(compact) >= 8 * (n - 2)  # 16 -> 8 bytes per bucket
+
+
+def test_values_the_compact_format_cannot_hold_are_written_in_full():
+    """Times far apart in one distinct set, or a count that is not a whole number, do not
+    fit int32 increments: those entities keep the full format and still round-trip."""
+    f, _ = _labelled_tables()
+    src = f._orders.tables
+    keys = [next(key for key in src.ids if key.startswith(p)) for p in ("E.card|", "E.merchant|")]
+    card, merchant = (src.ids[key] for key in keys)
+    src.DT[src.DO[4 * card]] -= 2**33  # a member seen 272 years earlier
+    o = src.SO[2 * merchant]
+    src.AC[o : o + src.SN[2 * merchant]] += 0.5
+    blobs = _blobs(src, keys)
+    assert [np.frombuffer(b[:8], dtype=np.int64)[0] for b in blobs] == [k.BYTES_V2, k.BYTES_V2]
+    copy = f._new_tables()
+    copy.load(keys, [int(src.EFAM[i]) for i in (card, merchant)], blobs)
+    assert [_one(copy, key) for key in keys] == blobs
+
+
+def _blobs(tables: EntityTables, keys: list[str], *, compact: bool = True) -> list[bytes]:
+    data, ends = k.encode_entities(tables.st, np.array([tables.ids[key] for key in keys], dtype=np.int64), compact)
+    raw = data.tobytes()
+    return [raw[a:b] for a, b in zip([0, *ends[:-1].tolist()], ends.tolist(), strict=True)]
 
 
 def _one(tables: EntityTables, key: str) -> bytes:
