@@ -106,7 +106,14 @@ def demo(
                                 env, log_dir / "api.log"))
             base = f"http://127.0.0.1:{api_port}"
             if not _wait_http(f"{base}/healthz", procs, timeout=120):
-                console.print(f"[red]the API did not start; see {log_dir / 'api.log'}[/red]")
+                # Name what failed: a worker that died at start-up used to be reported as the API.
+                exited = [(name, p.returncode) for name, p in zip(("worker", "api"), procs, strict=True)
+                          if p.poll() is not None]
+                for name, code in exited:
+                    console.print(f"[red]the {name} exited with code {code}; see {log_dir / (name + '.log')}[/red]")
+                if not exited:
+                    console.print(f"[red]the API did not answer {base}/healthz within 120 s; "
+                                  f"see {log_dir / 'api.log'}[/red]")
                 raise typer.Exit(1)
             console.print(f"API docs:        {base}/docs")
             console.print(f"API metrics:     {base}/metrics")

@@ -368,3 +368,36 @@ def test_a_background_case_sink_writes_queued_batches_together(store, order_fact
     sink.flush()
     assert store.count() == 20
     assert store.get_case(store.queue()[0]["id"])["order_json"] is not None
+
+
+def _migrate(url: str, start: float) -> str | None:
+    """In a child process: wait for the common start, then open (and migrate) the store."""
+    import time as _time
+
+    _time.sleep(max(0.0, start - _time.time()))
+    try:
+        store = CaseStore.from_url(url)
+        store.engine.dispose()
+    except Exception as exc:  # reported to the parent: the assertion names it
+        return f"{type(exc).__name__}: {exc}"[:300]
+    return None
+
+
+def test_processes_migrating_a_new_sqlite_file_at_once_all_succeed(tmp_path):
+    """`make demo` starts the worker and the API together on a fresh SQLite file: both
+    migrate it. One must migrate while the others wait, not fail with 'database is locked'
+    (a deferred transaction that read the version table cannot take the write lock later)."""
+    import multiprocessing as mp
+    import time as _time
+
+    ctx = mp.get_context("spawn")
+    for round_ in range(3):
+        url = f"sqlite:///{tmp_path}/race-{round_}.db"
+        with ctx.Pool(4) as pool:
+            pool.apply(int)  # children started and imported before the clock runs
+            start = _time.time() + 2.0
+            errors = pool.starmap(_migrate, [(url, start)] * 4)
+        assert errors == [None] * 4, errors
+        store = CaseStore.from_url(url, upgrade=False)
+        assert store.current_revision() is not None
+        store.engine.dispose()
