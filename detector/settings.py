@@ -7,9 +7,9 @@ Environment variables use the prefix ``RISKWIRE_`` and ``__`` between sections, 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
@@ -137,3 +137,23 @@ class Settings(BaseSettings):
     models: ModelSettings = ModelSettings()
     rules: RulesSettings = RulesSettings()
     policy: PolicySettings = PolicySettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _state_under_data_dir(cls, data: Any) -> Any:
+        """The SQLite file and the model registry live in ``data_dir`` unless they are set
+        on their own: moving ``RISKWIRE_DATA_DIR`` moves them too."""
+        if not isinstance(data, dict) or data.get("data_dir") is None:
+            return data
+        base = Path(data["data_dir"])
+        data = dict(data)  # the caller's mapping stays as it was
+        for section, field, value in (("store", "database_url", f"sqlite:///{base / 'riskwire.db'}"),
+                                      ("models", "registry_dir", base / "models")):
+            sub = data.get(section)
+            if sub is None:
+                data[section] = {field: value}
+            elif isinstance(sub, dict) and field not in sub:
+                data[section] = {**sub, field: value}
+            elif isinstance(sub, BaseModel) and field not in sub.model_fields_set:
+                data[section] = sub.model_copy(update={field: value})
+        return data
