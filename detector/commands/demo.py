@@ -88,7 +88,7 @@ def demo(
     worker_metrics = free_port()
     stop = threading.Event()
     stats = _Stats()
-    procs: list[subprocess.Popen[bytes]] = []
+    children: dict[str, subprocess.Popen[bytes]] = {}  # by name; each logs to <name>.log
     log_dir = settings.data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
 
@@ -100,18 +100,13 @@ def demo(
         env = {**os.environ, "RISKWIRE_KAFKA__BOOTSTRAP_SERVERS": servers}
         cli = [sys.executable, "-m", "detector.cli"]
         try:
-            procs.append(_spawn([*cli, "worker", "--metrics-port", str(worker_metrics), "--log-level", "WARNING"],
-                                env, log_dir / "worker.log"))
-            procs.append(_spawn([*cli, "serve", "--port", str(api_port), "--log-level", "WARNING"],
-                                env, log_dir / "api.log"))
+            for name, args in (("worker", ["worker", "--metrics-port", str(worker_metrics)]),
+                               ("api", ["serve", "--port", str(api_port)])):
+                children[name] = _spawn([*cli, *args, "--log-level", "WARNING"], env, log_dir / f"{name}.log")
             base = f"http://127.0.0.1:{api_port}"
-            if not _wait_http(f"{base}/healthz", procs, timeout=120):
+            if not _wait_http(f"{base}/healthz", list(children.values()), timeout=120):
                 # Name what failed: a worker that died at start-up used to be reported as the API.
-                exited = [(name, p.returncode) for name, p in zip(("worker", "api"), procs, strict=True)
-                          if p.poll() is not None]
-                for name, code in exited:
-                    console.print(f"[red]the {name} exited with code {code}; see {log_dir / (name + '.log')}[/red]")
-                if not exited:
+                if not _report_exited(console, children, log_dir):
                     console.print(f"[red]the API did not answer {base}/healthz within 120 s; "
                                   f"see {log_dir / 'api.log'}[/red]")
                 raise typer.Exit(1)
@@ -133,15 +128,15 @@ def demo(
             ]
             for t in threads:
                 t.start()
-            _summary_loop(console, stats, stop, duration, procs)
+            _summary_loop(console, stats, stop, duration, children, log_dir)
         except KeyboardInterrupt:
             pass
         finally:
             stop.set()
-            for p in procs:
+            for p in children.values():
                 if p.poll() is None:
                     p.send_signal(signal.SIGTERM)
-            for p in procs:
+            for p in children.values():
                 try:
                     p.wait(timeout=15)
                 except subprocess.TimeoutExpired:
@@ -226,10 +221,19 @@ def _prober(base: str, stats: _Stats, stop: threading.Event, seed: int) -> None:
             stop.wait(0.2)
 
 
+def _report_exited(console: Any, children: dict[str, subprocess.Popen[bytes]], log_dir: Path) -> bool:
+    """Print each child process that exited, with its code and log; whether any had."""
+    exited = {name: p.returncode for name, p in children.items() if p.poll() is not None}
+    for name, code in exited.items():
+        console.print(f"[red]the {name} exited with code {code}; see {log_dir / f'{name}.log'}[/red]")
+    return bool(exited)
+
+
 def _summary_loop(console: Any, stats: _Stats, stop: threading.Event, duration: float,
-                  procs: list[subprocess.Popen[bytes]]) -> None:
+                  children: dict[str, subprocess.Popen[bytes]], log_dir: Path) -> None:
     from rich.live import Live
 
+    procs = list(children.values())
     deadline = time.monotonic() + duration if duration > 0 else float("inf")
     if console.is_terminal:
         with Live(_table(stats), console=console, refresh_per_second=2) as live:
@@ -243,8 +247,7 @@ def _summary_loop(console: Any, stats: _Stats, stop: threading.Event, duration: 
             if time.monotonic() - last >= 5:
                 console.print(_final_line(stats), soft_wrap=True)
                 last = time.monotonic()
-    if not _alive(procs):
-        console.print("[red]a child process exited; see .riskwire/logs[/red]")
+    _report_exited(console, children, log_dir)
 
 
 def _alive(procs: list[subprocess.Popen[bytes]]) -> bool:

@@ -212,32 +212,25 @@ class CaseStore:
         return insert(table)
 
     def upgrade(self, revision: str = "head") -> None:
-        """Run the packaged Alembic migrations up to ``revision``."""
+        """Run the packaged Alembic migrations up to ``revision``.
+
+        Several processes may start at once (the demo's worker and API): one migrates, the
+        others wait and then find the schema at ``revision``. On SQLite ``_write`` takes the
+        write lock up front (Alembic reads the version table before it writes, and a deferred
+        transaction would then fail with "database is locked" instead of waiting).
+        """
         from alembic import command
 
-        with self._migrating() as conn:
+        with self._write() as conn:
+            if self.dialect == "postgresql":
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7277001)")
             command.upgrade(_alembic_config(conn), revision)
 
     def downgrade(self, revision: str = "base") -> None:
         from alembic import command
 
-        with self._migrating() as conn:
+        with self._write() as conn:
             command.downgrade(_alembic_config(conn), revision)
-
-    @contextmanager
-    def _migrating(self) -> Iterator[sa.Connection]:
-        """One transaction that holds the migration lock: several processes may start at
-        once (the worker and the API of ``riskwire demo``); one migrates, the others wait
-        and then find the schema where it should be."""
-        with self.engine.connect() as conn:
-            if self.dialect == "sqlite":
-                # Alembic reads the version table before it writes; a deferred transaction
-                # would then fail with "database is locked" instead of waiting its turn.
-                conn.execution_options(rw_immediate=True)
-            with conn.begin():
-                if self.dialect == "postgresql":
-                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7277001)")
-                yield conn
 
     def current_revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext

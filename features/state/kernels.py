@@ -753,14 +753,15 @@ def encode_entities(st, eids, compact=True):  # pragma: no cover
                 buf[w] = base
                 w += 1
                 prev = st[7][sid, 0]
+                h = _half(n)
                 for k in range(n):
                     i4[2 * w + k] = np.int32(st[0][o + k] - base)
-                    i4[2 * (w + _half(n)) + k] = np.int32(st[1][o + k] - prev)
+                    i4[2 * (w + h) + k] = np.int32(st[1][o + k] - prev)
                     prev = st[1][o + k]
                 if n & 1:  # padding: defined bytes, so equal entities give equal bytes
                     i4[2 * w + n] = 0
-                    i4[2 * (w + _half(n)) + n] = 0
-                w += 2 * _half(n)
+                    i4[2 * (w + h) + n] = 0
+                w += 2 * h
                 for c in range(2, width):
                     buf[w : w + n] = cols[c][o : o + n]
                     w += n
@@ -810,9 +811,9 @@ def decode_entities(st, data, starts, eids):  # pragma: no cover
         eid = eids[j]
         w = starts[j] // 8
         v3 = ibuf[w] == BYTES_V3
-        v2 = v3 or ibuf[w] == BYTES_V2
-        read[j] = v2
-        if v2:
+        marked = v3 or ibuf[w] == BYTES_V2  # v2 or later: a header, and series as wide as their family
+        read[j] = marked
+        if marked:
             st[17][eid] = buf[w + 1]
             st[20][eid] = ibuf[w + 2]
             w += 3
@@ -827,18 +828,19 @@ def decode_entities(st, data, starts, eids):  # pragma: no cover
             w += 4
             o = st[22][0]
             st[22][0] += n
-            width = _width(st[18], st[23], sid) if v2 else 4
+            width = _width(st[18], st[23], sid) if marked else 4
             cols = (st[0], st[1], st[2], st[3])
             first = 0
             if v3 and n:
                 base = buf[w]
                 w += 1
                 acc = st[7][sid, 0]
+                h = _half(n)
                 for k in range(n):
                     st[0][o + k] = base + i4[2 * w + k]
-                    acc += i4[2 * (w + _half(n)) + k]
+                    acc += i4[2 * (w + h) + k]
                     st[1][o + k] = acc
-                w += 2 * _half(n)
+                w += 2 * h
                 first = 2
             for c in range(first, 4):
                 if c < width:
